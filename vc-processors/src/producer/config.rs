@@ -1,0 +1,109 @@
+//! How a producer spawns and supervises its child.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::sys::Placement;
+
+/// Which protocol the parent offers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProtocolChoice {
+    /// Announce v2; use its extensions only if the child answers with a hello.
+    #[default]
+    Negotiate,
+    /// Behave exactly like a damocles parent.
+    V1Only,
+}
+
+/// Restart pacing: the delay doubles after each failed or short-lived child,
+/// and goes back to `initial` once a child has stayed up for `stable_after`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub stable_after: Duration,
+    /// This many exits within `crash_loop_window` is a crash loop: logged as an
+    /// error, and requests fail fast instead of waiting for the next start.
+    pub crash_loop_exits: usize,
+    pub crash_loop_window: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+            stable_after: Duration::from_secs(60),
+            crash_loop_exits: 5,
+            crash_loop_window: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before restart number `attempt` (0-based) in a row.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Everything needed to run one ext-processor child.
+#[derive(Clone, Debug)]
+pub struct ProducerConfig {
+    /// Stage served; the child's opening line must name it.
+    pub stage: String,
+    pub bin: PathBuf,
+    pub args: Vec<String>,
+    pub envs: BTreeMap<String, String>,
+    /// Start from the parent's environment (else from an empty one).
+    pub inherit_envs: bool,
+    /// How long to wait for the opening line.
+    pub ready_timeout: Duration,
+    /// Give up on a request after this long (and kill the child, or cancel the
+    /// request if the child speaks v2); `None` waits for as long as it takes.
+    pub request_timeout: Option<Duration>,
+    /// How long a v2 child has to confirm a cancellation before it is killed.
+    pub cancel_grace: Duration,
+    pub placement: Placement,
+    pub auto_restart: bool,
+    pub backoff: Backoff,
+    pub protocol: ProtocolChoice,
+    /// Heartbeat interval asked of a v2 child; a child silent for three
+    /// intervals (plus a second) is considered hung and killed.
+    pub heartbeat: Duration,
+}
+
+impl ProducerConfig {
+    /// A config with damocles' defaults: 5 s ready wait, auto restart, inherited env.
+    pub fn new(stage: impl Into<String>, bin: impl Into<PathBuf>, args: Vec<String>) -> Self {
+        ProducerConfig {
+            stage: stage.into(),
+            bin: bin.into(),
+            args,
+            envs: BTreeMap::new(),
+            inherit_envs: true,
+            ready_timeout: Duration::from_secs(5),
+            request_timeout: None,
+            cancel_grace: Duration::from_secs(10),
+            placement: Placement::default(),
+            auto_restart: true,
+            backoff: Backoff::default(),
+            protocol: ProtocolChoice::Negotiate,
+            heartbeat: Duration::from_secs(2),
+        }
+    }
+
+    /// `bin args...` for messages.
+    pub fn command_line(&self) -> String {
+        std::iter::once(self.bin.display().to_string())
+            .chain(self.args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    pub(crate) fn liveness_timeout(&self) -> Duration {
+        self.heartbeat * 3 + Duration::from_secs(1)
+    }
+}

@@ -1,0 +1,52 @@
+use std::time::Duration;
+
+use crate::protocol::ErrorKind;
+
+/// Why a request sent to an ext-processor failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProcessorError {
+    /// The child answered with `err_msg`. `kind` is known only from a v2 child.
+    #[error("{stage} processor failed: {message}")]
+    Failed { stage: String, kind: Option<ErrorKind>, message: String },
+    /// The child exited (or was killed) with this request in flight.
+    #[error("{stage} processor exited with the request in flight: {detail}")]
+    ChildExited { stage: String, detail: String },
+    /// No answer in time.
+    #[error("{stage} processor did not answer within {after:?}")]
+    Timeout { stage: String, after: Duration },
+    /// The child broke the protocol (garbage on stdout, an undecodable output).
+    #[error("{stage} processor broke the protocol: {detail}")]
+    Protocol { stage: String, detail: String },
+    /// No child is running and none can be started right now.
+    #[error("{stage} processor is unavailable: {reason}")]
+    Unavailable { stage: String, reason: String },
+    /// The task could not be encoded.
+    #[error("cannot encode the {stage} task: {detail}")]
+    Encode { stage: String, detail: String },
+}
+
+impl ProcessorError {
+    /// Whether and when trying again makes sense.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ProcessorError::Failed { kind, .. } => kind.unwrap_or(ErrorKind::Permanent),
+            ProcessorError::ChildExited { .. } | ProcessorError::Protocol { .. } => ErrorKind::Retryable,
+            ProcessorError::Timeout { .. } => ErrorKind::Timeout,
+            ProcessorError::Unavailable { .. } => ErrorKind::Resource,
+            ProcessorError::Encode { .. } => ErrorKind::Permanent,
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Retryable | ErrorKind::Resource | ErrorKind::Timeout)
+    }
+}
+
+/// Why a producer could not start its child.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the {stage} processor `{command}`: {reason}")]
+pub struct SpawnError {
+    pub stage: String,
+    pub command: String,
+    pub reason: String,
+}

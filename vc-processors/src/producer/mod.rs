@@ -1,0 +1,525 @@
+//! The parent side: spawn an ext-processor, send it tasks, supervise it.
+//!
+//! A [`Producer`] owns one child process. Many requests may be in flight; each
+//! gets an id (from 1) and its response is matched by id, in whatever order the
+//! child answers. A supervisor task restarts a child that exits (exponential
+//! backoff, crash-loop detection), fails the requests it had in flight as
+//! retryable, kills a child that hangs (request timeout, missing heartbeats) or
+//! prints garbage, and re-applies the CPU/NUMA placement at every start.
+
+mod config;
+mod error;
+
+use std::collections::{HashMap, VecDeque};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+pub use self::config::{Backoff, ProducerConfig, ProtocolChoice};
+pub use self::error::{ProcessorError, SpawnError};
+use crate::protocol::{
+    self, features, ChildFrame, ChildLine, ErrorKind, Hello, Opening, ParentFrame, Request,
+};
+use crate::sys;
+use crate::task::Task;
+
+type Reply = oneshot::Sender<Result<Box<RawValue>, ProcessorError>>;
+
+/// A handle on a supervised ext-processor. Cheap to clone; the child is killed
+/// when the last handle is dropped.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+    _alive: Arc<AliveGuard>,
+}
+
+struct AliveGuard(Arc<Notify>);
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
+struct Inner {
+    cfg: ProducerConfig,
+    next_id: AtomicU64,
+    link: watch::Sender<LinkState>,
+    restarts: AtomicU64,
+}
+
+#[derive(Clone)]
+enum LinkState {
+    Up(Arc<ChildLink>),
+    /// Between children; requests wait for the next one.
+    Restarting,
+    /// No child and none coming soon: requests fail at once with this reason.
+    Down(String),
+}
+
+/// One running child as requests see it.
+struct ChildLink {
+    pid: u32,
+    hello: Option<Hello>,
+    to_child: mpsc::UnboundedSender<String>,
+    pending: Mutex<HashMap<u64, Reply>>,
+    /// Requests cancelled after a timeout, with when the child must have confirmed.
+    cancelling: Mutex<HashMap<u64, Instant>>,
+    kill: Notify,
+    kill_reason: Mutex<Option<String>>,
+}
+
+impl ChildLink {
+    fn v2_has(&self, feature: &str) -> bool {
+        self.hello.as_ref().is_some_and(|h| h.has(feature))
+    }
+
+    fn request_kill(&self, reason: String) {
+        self.kill_reason.lock().expect("poisoned").get_or_insert(reason);
+        self.kill.notify_one();
+    }
+
+    fn fail_all(&self, err: impl Fn() -> ProcessorError) {
+        let pending: Vec<Reply> = self.pending.lock().expect("poisoned").drain().map(|(_, r)| r).collect();
+        for reply in pending {
+            let _ = reply.send(Err(err()));
+        }
+    }
+}
+
+/// What [`Producer::status`] reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProducerStatus {
+    /// The running child's pid, if one is up.
+    pub pid: Option<u32>,
+    /// Whether that child opened with a v2 hello.
+    pub v2: bool,
+    /// Restarts since the producer was made.
+    pub restarts: u64,
+    /// Requests in flight to the current child.
+    pub in_flight: usize,
+    /// Why no child is up, if none is and none is coming soon.
+    pub down_reason: Option<String>,
+}
+
+impl Producer {
+    /// Starts the child and waits for its opening line. Fails, with the child
+    /// killed, on a wrong opening line, an early exit or a timeout.
+    pub async fn spawn(cfg: ProducerConfig) -> Result<Producer, SpawnError> {
+        let (session, link) = start_child(&cfg).await.map_err(|reason| SpawnError {
+            stage: cfg.stage.clone(),
+            command: cfg.command_line(),
+            reason,
+        })?;
+        let (tx, _) = watch::channel(LinkState::Up(link.clone()));
+        let inner = Arc::new(Inner { cfg, next_id: AtomicU64::new(1), link: tx, restarts: AtomicU64::new(0) });
+        let shutdown = Arc::new(Notify::new());
+        tokio::spawn(supervise(inner.clone(), session, link, shutdown.clone()));
+        Ok(Producer { inner, _alive: Arc::new(AliveGuard(shutdown)) })
+    }
+
+    pub fn config(&self) -> &ProducerConfig {
+        &self.inner.cfg
+    }
+
+    pub fn status(&self) -> ProducerStatus {
+        let restarts = self.inner.restarts.load(Ordering::Relaxed);
+        match &*self.inner.link.borrow() {
+            LinkState::Up(l) => ProducerStatus {
+                pid: Some(l.pid),
+                v2: l.hello.is_some(),
+                restarts,
+                in_flight: l.pending.lock().expect("poisoned").len(),
+                down_reason: None,
+            },
+            LinkState::Restarting => {
+                ProducerStatus { pid: None, v2: false, restarts, in_flight: 0, down_reason: None }
+            }
+            LinkState::Down(r) => {
+                ProducerStatus { pid: None, v2: false, restarts, in_flight: 0, down_reason: Some(r.clone()) }
+            }
+        }
+    }
+
+    /// Runs `task` in the child and decodes its output.
+    pub async fn process<T: Task>(&self, task: &T) -> Result<T::Output, ProcessorError> {
+        let stage = &self.inner.cfg.stage;
+        if T::STAGE != stage {
+            return Err(ProcessorError::Encode {
+                stage: stage.clone(),
+                detail: format!("this processor serves {stage:?}, not {:?}", T::STAGE),
+            });
+        }
+        let task = serde_json::value::to_raw_value(task)
+            .map_err(|e| ProcessorError::Encode { stage: stage.clone(), detail: e.to_string() })?;
+        let raw = self.process_raw(&task).await?;
+        serde_json::from_str(raw.get()).map_err(|e| ProcessorError::Protocol {
+            stage: stage.clone(),
+            detail: format!("cannot decode the output ({e}): {}", protocol::truncate_line(raw.get())),
+        })
+    }
+
+    /// Runs a task given as JSON and returns the output JSON undecoded.
+    pub async fn process_raw(&self, task: &RawValue) -> Result<Box<RawValue>, ProcessorError> {
+        let cfg = &self.inner.cfg;
+        let started = Instant::now();
+        let link = self.wait_for_link(started).await?;
+
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let timeout_ms = cfg
+            .request_timeout
+            .filter(|_| link.v2_has(features::DEADLINE))
+            .map(|t| t.saturating_sub(started.elapsed()).as_millis() as u64);
+        let line = serde_json::to_string(&Request { id, task, timeout_ms })
+            .map_err(|e| ProcessorError::Encode { stage: cfg.stage.clone(), detail: e.to_string() })?;
+
+        let (tx, rx) = oneshot::channel();
+        link.pending.lock().expect("poisoned").insert(id, tx);
+        if link.to_child.send(line).is_err() {
+            link.pending.lock().expect("poisoned").remove(&id);
+            return Err(ProcessorError::ChildExited { stage: cfg.stage.clone(), detail: "stdin closed".into() });
+        }
+
+        let answer = match cfg.request_timeout {
+            None => rx.await,
+            Some(limit) => match tokio::time::timeout(limit.saturating_sub(started.elapsed()), rx).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    link.pending.lock().expect("poisoned").remove(&id);
+                    self.on_timeout(&link, id, limit);
+                    return Err(ProcessorError::Timeout { stage: cfg.stage.clone(), after: limit });
+                }
+            },
+        };
+        answer.unwrap_or_else(|_| {
+            Err(ProcessorError::ChildExited { stage: cfg.stage.clone(), detail: "reply dropped".into() })
+        })
+    }
+
+    fn on_timeout(&self, link: &ChildLink, id: u64, limit: Duration) {
+        let stage = &self.inner.cfg.stage;
+        if link.v2_has(features::CANCEL) {
+            tracing::warn!(stage, pid = link.pid, id, ?limit, "request timed out; cancelling it");
+            let frame = serde_json::to_string(&ParentFrame::Cancel(id)).expect("frame serializes");
+            link.cancelling.lock().expect("poisoned").insert(id, Instant::now() + self.inner.cfg.cancel_grace);
+            let _ = link.to_child.send(frame);
+        } else {
+            tracing::error!(stage, pid = link.pid, id, ?limit, "request timed out; killing the processor");
+            link.request_kill(format!("request {id} timed out after {limit:?}"));
+        }
+    }
+
+    async fn wait_for_link(&self, started: Instant) -> Result<Arc<ChildLink>, ProcessorError> {
+        let mut rx = self.inner.link.subscribe();
+        let stage = &self.inner.cfg.stage;
+        loop {
+            match &*rx.borrow_and_update() {
+                LinkState::Up(l) => return Ok(l.clone()),
+                LinkState::Down(reason) => {
+                    return Err(ProcessorError::Unavailable { stage: stage.clone(), reason: reason.clone() })
+                }
+                LinkState::Restarting => {}
+            }
+            let changed = match self.inner.cfg.request_timeout {
+                None => rx.changed().await.is_ok(),
+                Some(limit) => match tokio::time::timeout(limit.saturating_sub(started.elapsed()), rx.changed()).await {
+                    Ok(r) => r.is_ok(),
+                    Err(_) => return Err(ProcessorError::Timeout { stage: stage.clone(), after: limit }),
+                },
+            };
+            if !changed {
+                return Err(ProcessorError::Unavailable { stage: stage.clone(), reason: "producer shut down".into() });
+            }
+        }
+    }
+}
+
+/// The parts of a running child that only the supervisor touches.
+struct Session {
+    child: Child,
+    stdin: ChildStdin,
+    /// `Lines::next_line` is cancel-safe, which the select loop relies on.
+    stdout: Lines<BufReader<ChildStdout>>,
+    from_requests: mpsc::UnboundedReceiver<String>,
+}
+
+/// Spawns the child and reads its opening line.
+async fn start_child(cfg: &ProducerConfig) -> Result<(Session, Arc<ChildLink>), String> {
+    let mut cmd = Command::new(&cfg.bin);
+    cmd.args(&cfg.args);
+    if !cfg.inherit_envs {
+        cmd.env_clear();
+    }
+    // Placement for children that apply it themselves (damocles consumers).
+    if let Some(cpuset) = &cfg.placement.cpuset {
+        cmd.env(sys::CG_CPUSET_ENV, cpuset);
+        if let Some(cg) = &cfg.placement.cgroup {
+            cmd.env(sys::CG_NAME_ENV, cg);
+        }
+    }
+    if let Some(node) = cfg.placement.numa_preferred {
+        cmd.env(sys::NUMA_PREFERRED_ENV, node.to_string());
+    }
+    if cfg.protocol == ProtocolChoice::Negotiate {
+        cmd.env(protocol::PROTOCOL_ENV, "2");
+        cmd.env(protocol::HEARTBEAT_ENV, cfg.heartbeat.as_millis().to_string());
+    } else {
+        cmd.env_remove(protocol::PROTOCOL_ENV);
+    }
+    cmd.envs(&cfg.envs);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+
+    if !cfg.placement.is_empty() {
+        let prepared = cfg.placement.prepare().map_err(|e| format!("placement: {e:#}"))?;
+        // SAFETY: apply_in_child only makes system calls on data computed above.
+        unsafe {
+            cmd.pre_exec(move || prepared.apply_in_child());
+        }
+    }
+
+    let mut child = cmd.spawn().map_err(|e| format!("spawn failed: {e}"))?;
+    let pid = child.id().unwrap_or(0);
+    let stdin = child.stdin.take().expect("piped");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let stderr = child.stderr.take().expect("piped");
+    tokio::spawn(forward_stderr(cfg.stage.clone(), pid, stderr));
+
+    let mut first = String::new();
+    let read = tokio::time::timeout(cfg.ready_timeout, stdout.read_line(&mut first)).await;
+    let fail = |child: &mut Child, reason: String| {
+        let _ = child.start_kill();
+        reason
+    };
+    match read {
+        Err(_) => {
+            return Err(fail(&mut child, format!("no ready line within {:?}", cfg.ready_timeout)));
+        }
+        Ok(Err(e)) => return Err(fail(&mut child, format!("read ready line: {e}"))),
+        Ok(Ok(0)) => {
+            let status = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+            let status = match status {
+                Ok(Ok(s)) => s.to_string(),
+                _ => "unknown status".into(),
+            };
+            return Err(format!("exited before its ready line ({status})"));
+        }
+        Ok(Ok(_)) => {}
+    }
+    let hello = match protocol::parse_opening(&first, &cfg.stage) {
+        Ok(Opening::V1Ready) => None,
+        Ok(Opening::V2(hello)) if cfg.protocol == ProtocolChoice::Negotiate => Some(hello),
+        Ok(Opening::V2(_)) => return Err(fail(&mut child, "sent a v2 hello to a v1-only parent".into())),
+        Err(e) => return Err(fail(&mut child, e.to_string())),
+    };
+    tracing::info!(stage = cfg.stage, pid, v2 = hello.is_some(), command = cfg.command_line(), "processor ready");
+
+    let (to_child, from_requests) = mpsc::unbounded_channel();
+    let link = Arc::new(ChildLink {
+        pid,
+        hello,
+        to_child,
+        pending: Mutex::new(HashMap::new()),
+        cancelling: Mutex::new(HashMap::new()),
+        kill: Notify::new(),
+        kill_reason: Mutex::new(None),
+    });
+    Ok((Session { child, stdin, stdout: stdout.lines(), from_requests }, link))
+}
+
+async fn forward_stderr(stage: String, pid: u32, stderr: tokio::process::ChildStderr) {
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::info!(target: "vc_processors::child", stage, pid, "{line}");
+    }
+}
+
+/// Runs children one after another for as long as the producer lives.
+async fn supervise(inner: Arc<Inner>, mut session: Session, mut link: Arc<ChildLink>, shutdown: Arc<Notify>) {
+    let cfg = &inner.cfg;
+    let mut exits: VecDeque<Instant> = VecDeque::new();
+    let mut attempt: u32 = 0;
+    loop {
+        let up_since = Instant::now();
+        let ended = tokio::select! {
+            detail = run_session(cfg, &mut session, &link) => Some(detail),
+            _ = shutdown.notified() => None,
+        };
+        let Some(detail) = ended else {
+            let _ = session.child.start_kill();
+            let _ = session.child.wait().await;
+            link.fail_all(|| ProcessorError::Unavailable { stage: cfg.stage.clone(), reason: "producer shut down".into() });
+            let _ = inner.link.send(LinkState::Down("producer shut down".into()));
+            return;
+        };
+        let _ = session.child.start_kill();
+        let status = session.child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+        let detail = format!("{detail} ({status})");
+        tracing::warn!(stage = cfg.stage, pid = link.pid, "processor stopped: {detail}");
+        link.fail_all(|| ProcessorError::ChildExited { stage: cfg.stage.clone(), detail: detail.clone() });
+
+        if !cfg.auto_restart {
+            let _ = inner.link.send(LinkState::Down(format!("processor stopped ({detail}) and auto_restart is off")));
+            shutdown.notified().await;
+            return;
+        }
+        if up_since.elapsed() >= cfg.backoff.stable_after {
+            attempt = 0;
+        }
+
+        // Start again, pacing failures, until a child is up or the producer dies.
+        loop {
+            let now = Instant::now();
+            exits.push_back(now);
+            while exits.front().is_some_and(|t| now.duration_since(*t) > cfg.backoff.crash_loop_window) {
+                exits.pop_front();
+            }
+            let delay = cfg.backoff.delay(attempt);
+            attempt = attempt.saturating_add(1);
+            if exits.len() >= cfg.backoff.crash_loop_exits {
+                let reason = format!(
+                    "crash loop: {} exits within {:?}; last: {detail}; next start in {delay:?}",
+                    exits.len(),
+                    cfg.backoff.crash_loop_window
+                );
+                tracing::error!(stage = cfg.stage, command = cfg.command_line(), "processor is in a {reason}");
+                let _ = inner.link.send(LinkState::Down(reason));
+            } else {
+                let _ = inner.link.send(LinkState::Restarting);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.notified() => {
+                    let _ = inner.link.send(LinkState::Down("producer shut down".into()));
+                    return;
+                }
+            }
+            match start_child(cfg).await {
+                Ok((s, l)) => {
+                    session = s;
+                    link = l;
+                    inner.restarts.fetch_add(1, Ordering::Relaxed);
+                    let _ = inner.link.send(LinkState::Up(link.clone()));
+                    break;
+                }
+                Err(reason) => {
+                    tracing::error!(stage = cfg.stage, command = cfg.command_line(), "restart failed: {reason}");
+                }
+            }
+        }
+    }
+}
+
+/// Pumps one child's stdin and stdout until it exits or must be killed; returns why.
+async fn run_session(cfg: &ProducerConfig, s: &mut Session, link: &ChildLink) -> String {
+    let mut stdin = BufWriter::new(&mut s.stdin);
+    let mut last_heard = Instant::now();
+    let watch_liveness = link.v2_has(features::HEARTBEAT);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            read = s.stdout.next_line() => {
+                let line = match read {
+                    Ok(Some(line)) => line,
+                    Ok(None) => return "stdout closed".into(),
+                    Err(e) => return format!("read stdout: {e}"),
+                };
+                last_heard = Instant::now();
+                if let Err(reason) = dispatch(cfg, link, line.trim_end()) {
+                    return reason;
+                }
+            }
+            out = s.from_requests.recv() => {
+                let Some(out) = out else { return "producer closed".into() };
+                let mut result = write_line(&mut stdin, &out).await;
+                while result.is_ok() {
+                    match s.from_requests.try_recv() {
+                        Ok(more) => result = write_line(&mut stdin, &more).await,
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = result.and(stdin.flush().await) {
+                    return format!("write stdin: {e}");
+                }
+            }
+            _ = link.kill.notified() => {
+                return link.kill_reason.lock().expect("poisoned").clone().unwrap_or_else(|| "killed".into());
+            }
+            _ = tick.tick() => {
+                if watch_liveness && last_heard.elapsed() > cfg.liveness_timeout() {
+                    return format!("no heartbeat for {:?}: hung", last_heard.elapsed());
+                }
+                let now = Instant::now();
+                let overdue = link.cancelling.lock().expect("poisoned").iter().find(|(_, t)| **t < now).map(|(id, _)| *id);
+                if let Some(id) = overdue {
+                    return format!("request {id} was cancelled and not confirmed within {:?}", cfg.cancel_grace);
+                }
+            }
+        }
+    }
+}
+
+async fn write_line<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, line: &str) -> std::io::Result<()> {
+    w.write_all(line.as_bytes()).await?;
+    w.write_all(b"\n").await
+}
+
+/// Handles one line from the child. An error means the stream can no longer be
+/// trusted and the child must go.
+fn dispatch(cfg: &ProducerConfig, link: &ChildLink, line: &str) -> Result<(), String> {
+    if line.is_empty() {
+        return Ok(());
+    }
+    let parsed = ChildLine::parse(line);
+    // v1 children may only send responses.
+    let parsed = match parsed {
+        Ok(ChildLine::Frame(_)) if link.hello.is_none() => {
+            Err(protocol::MalformedLine { reason: "frame from a v1 child".into(), line: protocol::truncate_line(line) })
+        }
+        other => other,
+    };
+    match parsed {
+        Ok(ChildLine::Response(resp)) => {
+            let cancelled = link.cancelling.lock().expect("poisoned").remove(&resp.id).is_some();
+            let reply = link.pending.lock().expect("poisoned").remove(&resp.id);
+            match reply {
+                Some(reply) => {
+                    let result = match (resp.err_msg, resp.output) {
+                        (Some(message), _) => Err(ProcessorError::Failed {
+                            stage: cfg.stage.clone(),
+                            kind: resp.error.map(|e| e.kind),
+                            message,
+                        }),
+                        (None, Some(output)) => Ok(output),
+                        (None, None) => unreachable!("ChildLine::parse rejects responses without either"),
+                    };
+                    let _ = reply.send(result);
+                }
+                None if cancelled => tracing::debug!(stage = cfg.stage, id = resp.id, "cancellation confirmed"),
+                None => tracing::warn!(stage = cfg.stage, id = resp.id, "response to an unknown request id; ignored"),
+            }
+            Ok(())
+        }
+        Ok(ChildLine::Frame(ChildFrame::Heartbeat(_))) => Ok(()),
+        Ok(ChildLine::Frame(ChildFrame::Progress(p))) => {
+            tracing::info!(stage = cfg.stage, pid = link.pid, id = p.id, step = p.step, total = p.total, note = p.note, "progress");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(stage = cfg.stage, pid = link.pid, "malformed line from processor: {e}");
+            link.fail_all(|| ProcessorError::Protocol { stage: cfg.stage.clone(), detail: e.to_string() });
+            Err(format!("malformed line: {e}"))
+        }
+    }
+}
+
+impl ErrorKind {
+    /// Whether a request that failed this way may be sent again.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorKind::Retryable | ErrorKind::Resource | ErrorKind::Timeout)
+    }
+}

@@ -188,18 +188,29 @@ where
         match ParentLine::parse(&line) {
             Ok(ParentLine::Request(req)) => {
                 shared.in_flight.fetch_add(1, Ordering::AcqRel);
+                // Registered before it runs, so a cancel right behind it is not lost.
+                let cancelled = Arc::new(AtomicBool::new(false));
+                shared.running.lock().expect("poisoned").insert(req.id, cancelled.clone());
                 let shared = shared.clone();
-                pool.execute(Box::new(move || shared.run(req)));
+                pool.execute(Box::new(move || shared.run(req, cancelled)));
             }
             Ok(ParentLine::Frame(ParentFrame::Cancel(id))) => {
                 if let Some(flag) = shared.running.lock().expect("poisoned").get(&id) {
                     flag.store(true, Ordering::Relaxed);
                 }
             }
-            Err(e) => {
-                // No id to answer: the parent's own timeout covers the request.
-                tracing::error!(stage = T::STAGE, "skipping unreadable request line: {e}");
-            }
+            Err(e) => match serde_json::from_str::<protocol::RequestId>(&line) {
+                // An id but no usable request: answer, so the parent does not wait.
+                Ok(protocol::RequestId { id }) => {
+                    let kind = shared.v2.then_some(ErrorKind::Permanent);
+                    let resp = Response::<()>::err(id, format!("unreadable {} request: {e}", T::STAGE), kind);
+                    let _ = out_tx.send(Out::Line(serde_json::to_string(&resp).expect("serializes")));
+                }
+                Err(_) => {
+                    // No id to answer: the parent's own timeout covers the request.
+                    tracing::error!(stage = T::STAGE, "skipping unreadable request line: {e}");
+                }
+            },
         }
     }
 
@@ -229,10 +240,8 @@ struct Shared<T, P> {
 }
 
 impl<T: Task, P: Processor<T>> Shared<T, P> {
-    fn run(&self, req: Request<Box<RawValue>>) {
+    fn run(&self, req: Request<Box<RawValue>>, cancelled: Arc<AtomicBool>) {
         let id = req.id;
-        let cancelled = Arc::new(AtomicBool::new(false));
-        self.running.lock().expect("poisoned").insert(id, cancelled.clone());
         let ctx = Ctx {
             id,
             cancelled,
@@ -255,7 +264,7 @@ impl<T: Task, P: Processor<T>> Shared<T, P> {
             serde_json::to_string(&Response::<()>::err(
                 id,
                 "cancelled by the parent".into(),
-                Some(ErrorKind::Cancelled),
+                self.v2.then_some(ErrorKind::Cancelled),
             ))
         } else {
             match result {
@@ -432,12 +441,13 @@ mod tests {
 
     #[test]
     fn v1_session() {
-        let lines = run("{\"id\":1,\"task\":3}\n{\"id\":2,\"task\":13}\n{\"id\":3,\"task\":\"x\"}\nnot json\n", false);
+        let lines = run("{\"id\":1,\"task\":3}\n{\"id\":2,\"task\":13}\n{\"id\":3,\"task\":\"x\"}\nnot json\n{\"id\":4}\n", false);
         assert_eq!(lines[0], "sqr processor ready");
         assert_eq!(lines[1], r#"{"id":1,"err_msg":null,"output":9}"#);
         assert_eq!(lines[2], r#"{"id":2,"err_msg":"unlucky","output":null}"#);
         assert!(lines[3].starts_with(r#"{"id":3,"err_msg":"cannot decode sqr task"#), "{}", lines[3]);
-        assert_eq!(lines.len(), 4);
+        assert!(lines[4].starts_with(r#"{"id":4,"err_msg":"unreadable sqr request"#), "{}", lines[4]);
+        assert_eq!(lines.len(), 5);
     }
 
     #[test]

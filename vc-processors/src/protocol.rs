@@ -99,6 +99,9 @@ pub enum ErrorKind {
     Timeout,
     /// The parent cancelled the request.
     Cancelled,
+    /// A kind of a later protocol version; treated as permanent.
+    #[serde(other)]
+    Unknown,
 }
 
 impl fmt::Display for ErrorKind {
@@ -109,6 +112,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Resource => "resource",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Unknown => "unknown",
         })
     }
 }
@@ -183,6 +187,9 @@ pub enum ParentFrame {
 pub enum ChildLine {
     Response(Response<Box<RawValue>>),
     Frame(ChildFrame),
+    /// A frame of a later protocol version (named by its key): ignored, so that
+    /// newer children work with this parent.
+    UnknownFrame(String),
 }
 
 /// Any line a parent may send, as the child reads it. The task stays raw JSON so a
@@ -241,9 +248,18 @@ impl ChildLine {
             }
             return Ok(ChildLine::Response(resp));
         }
-        serde_json::from_str(line)
-            .map(ChildLine::Frame)
-            .map_err(|e| malformed(format_args!("neither a response nor a known frame ({e})"), line))
+        if let Ok(frame) = serde_json::from_str(line) {
+            return Ok(ChildLine::Frame(frame));
+        }
+        // A single-key object is a frame; one we do not know comes from a newer peer.
+        let obj: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(line).map_err(|e| malformed(format_args!("not a JSON object ({e})"), line))?;
+        match obj.keys().next() {
+            Some(key) if obj.len() == 1 && !matches!(key.as_str(), "progress" | "heartbeat") => {
+                Ok(ChildLine::UnknownFrame(key.clone()))
+            }
+            _ => Err(malformed("neither a response nor a frame", line)),
+        }
     }
 }
 
@@ -333,7 +349,14 @@ mod tests {
         }
         assert!(ChildLine::parse("hello world").is_err());
         assert!(ChildLine::parse(r#"{"id":1}"#).is_err());
-        assert!(ChildLine::parse(r#"{"bogus":1}"#).is_err());
+        assert!(matches!(ChildLine::parse(r#"{"bogus":1}"#).unwrap(), ChildLine::UnknownFrame(k) if k == "bogus"));
+        assert!(ChildLine::parse(r#"{"heartbeat":"x"}"#).is_err());
+        assert!(ChildLine::parse(r#"{"a":1,"b":2}"#).is_err());
+        let future_kind = r#"{"id":1,"err_msg":"x","output":null,"error":{"kind":"quota"}}"#;
+        match ChildLine::parse(future_kind).unwrap() {
+            ChildLine::Response(r) => assert_eq!(r.error.unwrap().kind, ErrorKind::Unknown),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! 32-byte values as arrays of numbers, byte vectors as arrays of numbers — except
 //! PoSt proofs, which are base64 strings ([`B64Bytes`]).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -213,7 +213,7 @@ impl Task for SnapProve {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferStoreInfo {
     pub name: String,
-    pub meta: Option<HashMap<String, String>>,
+    pub meta: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,7 +239,8 @@ pub struct TransferRoute {
 /// Copies (or links) files and directories between local paths and stores.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Transfer {
-    pub stores: HashMap<String, TransferStoreInfo>,
+    /// Sorted, so the JSON is the same on every run.
+    pub stores: BTreeMap<String, TransferStoreInfo>,
     pub routes: Vec<TransferRoute>,
 }
 

@@ -51,6 +51,12 @@ fn one(src: &Path, dest: &Path, is_dir: bool, link: bool) -> Result<()> {
         bail!("source {} is {}, the route says {}", src.display(), kind(meta.is_dir()), kind(is_dir));
     }
     if let Ok(existing) = fs::symlink_metadata(dest) {
+        if existing.file_type().is_symlink() {
+            // A link from an earlier (linked) transfer: drop the link, never its target.
+            fs::remove_file(dest).with_context(|| format!("remove old link {}", dest.display()))?;
+        }
+    }
+    if let Ok(existing) = fs::symlink_metadata(dest) {
         let existing_dir = existing.is_dir();
         if existing_dir != is_dir {
             bail!("destination {} exists and is {}", dest.display(), kind(existing_dir));
@@ -101,7 +107,8 @@ fn copy_dir(src: &Path, dest: &Path) -> Result<()> {
     for entry in fs::read_dir(src).with_context(|| format!("read {}", src.display()))? {
         let entry = entry?;
         let to = dest.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
+        // Follows links: a linked sub-directory is copied as a directory.
+        if fs::metadata(entry.path())?.is_dir() {
             copy_dir(&entry.path(), &to)?;
         } else {
             copy_file(&entry.path(), &to)?;

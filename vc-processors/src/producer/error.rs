@@ -29,7 +29,10 @@ impl ProcessorError {
     /// Whether and when trying again makes sense.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ProcessorError::Failed { kind, .. } => kind.unwrap_or(ErrorKind::Permanent),
+            ProcessorError::Failed { kind, .. } => match kind {
+                None | Some(ErrorKind::Unknown) => ErrorKind::Permanent,
+                Some(k) => *k,
+            },
             ProcessorError::ChildExited { .. } | ProcessorError::Protocol { .. } => ErrorKind::Retryable,
             ProcessorError::Timeout { .. } => ErrorKind::Timeout,
             ProcessorError::Unavailable { .. } => ErrorKind::Resource,

@@ -67,7 +67,9 @@ struct ChildLink {
     pid: u32,
     hello: Option<Hello>,
     to_child: mpsc::UnboundedSender<String>,
-    pending: Mutex<HashMap<u64, Reply>>,
+    /// In-flight requests; `None` once the child is gone, so that no request can
+    /// be added after the others were failed.
+    pending: Mutex<Option<HashMap<u64, Reply>>>,
     /// Requests cancelled after a timeout, with when the child must have confirmed.
     cancelling: Mutex<HashMap<u64, Instant>>,
     kill: Notify,
@@ -84,11 +86,28 @@ impl ChildLink {
         self.kill.notify_one();
     }
 
+    /// Fails every in-flight request and refuses new ones.
     fn fail_all(&self, err: impl Fn() -> ProcessorError) {
-        let pending: Vec<Reply> = self.pending.lock().expect("poisoned").drain().map(|(_, r)| r).collect();
-        for reply in pending {
+        let pending = self.pending.lock().expect("poisoned").take().unwrap_or_default();
+        for (_, reply) in pending {
             let _ = reply.send(Err(err()));
         }
+    }
+
+    /// Registers a request; false if the child is already gone.
+    fn add_pending(&self, id: u64, reply: Reply) -> bool {
+        match self.pending.lock().expect("poisoned").as_mut() {
+            Some(map) => map.insert(id, reply).is_none(),
+            None => false,
+        }
+    }
+
+    fn take_pending(&self, id: u64) -> Option<Reply> {
+        self.pending.lock().expect("poisoned").as_mut().and_then(|m| m.remove(&id))
+    }
+
+    fn in_flight(&self) -> usize {
+        self.pending.lock().expect("poisoned").as_ref().map_or(0, |m| m.len())
     }
 }
 
@@ -134,7 +153,7 @@ impl Producer {
                 pid: Some(l.pid),
                 v2: l.hello.is_some(),
                 restarts,
-                in_flight: l.pending.lock().expect("poisoned").len(),
+                in_flight: l.in_flight(),
                 down_reason: None,
             },
             LinkState::Restarting => {
@@ -179,10 +198,9 @@ impl Producer {
             .map_err(|e| ProcessorError::Encode { stage: cfg.stage.clone(), detail: e.to_string() })?;
 
         let (tx, rx) = oneshot::channel();
-        link.pending.lock().expect("poisoned").insert(id, tx);
-        if link.to_child.send(line).is_err() {
-            link.pending.lock().expect("poisoned").remove(&id);
-            return Err(ProcessorError::ChildExited { stage: cfg.stage.clone(), detail: "stdin closed".into() });
+        if !link.add_pending(id, tx) || link.to_child.send(line).is_err() {
+            link.take_pending(id);
+            return Err(ProcessorError::ChildExited { stage: cfg.stage.clone(), detail: "the child just exited".into() });
         }
 
         let answer = match cfg.request_timeout {
@@ -190,7 +208,7 @@ impl Producer {
             Some(limit) => match tokio::time::timeout(limit.saturating_sub(started.elapsed()), rx).await {
                 Ok(answer) => answer,
                 Err(_) => {
-                    link.pending.lock().expect("poisoned").remove(&id);
+                    link.take_pending(id);
                     self.on_timeout(&link, id, limit);
                     return Err(ProcessorError::Timeout { stage: cfg.stage.clone(), after: limit });
                 }
@@ -323,7 +341,7 @@ async fn start_child(cfg: &ProducerConfig) -> Result<(Session, Arc<ChildLink>), 
         pid,
         hello,
         to_child,
-        pending: Mutex::new(HashMap::new()),
+        pending: Mutex::new(Some(HashMap::new())),
         cancelling: Mutex::new(HashMap::new()),
         kill: Notify::new(),
         kill_reason: Mutex::new(None),
@@ -343,6 +361,7 @@ async fn supervise(inner: Arc<Inner>, mut session: Session, mut link: Arc<ChildL
     let cfg = &inner.cfg;
     let mut exits: VecDeque<Instant> = VecDeque::new();
     let mut attempt: u32 = 0;
+    let mut in_crash_loop = false;
     loop {
         let up_since = Instant::now();
         let ended = tokio::select! {
@@ -353,9 +372,11 @@ async fn supervise(inner: Arc<Inner>, mut session: Session, mut link: Arc<ChildL
             let _ = session.child.start_kill();
             let _ = session.child.wait().await;
             link.fail_all(|| ProcessorError::Unavailable { stage: cfg.stage.clone(), reason: "producer shut down".into() });
-            let _ = inner.link.send(LinkState::Down("producer shut down".into()));
+            inner.link.send_replace(LinkState::Down("producer shut down".into()));
             return;
         };
+        // New requests wait for the next child from here on.
+        inner.link.send_replace(LinkState::Restarting);
         let _ = session.child.start_kill();
         let status = session.child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
         let detail = format!("{detail} ({status})");
@@ -363,7 +384,7 @@ async fn supervise(inner: Arc<Inner>, mut session: Session, mut link: Arc<ChildL
         link.fail_all(|| ProcessorError::ChildExited { stage: cfg.stage.clone(), detail: detail.clone() });
 
         if !cfg.auto_restart {
-            let _ = inner.link.send(LinkState::Down(format!("processor stopped ({detail}) and auto_restart is off")));
+            inner.link.send_replace(LinkState::Down(format!("processor stopped ({detail}) and auto_restart is off")));
             shutdown.notified().await;
             return;
         }
@@ -386,15 +407,22 @@ async fn supervise(inner: Arc<Inner>, mut session: Session, mut link: Arc<ChildL
                     exits.len(),
                     cfg.backoff.crash_loop_window
                 );
-                tracing::error!(stage = cfg.stage, command = cfg.command_line(), "processor is in a {reason}");
-                let _ = inner.link.send(LinkState::Down(reason));
+                if !in_crash_loop {
+                    tracing::error!(stage = cfg.stage, command = cfg.command_line(), "processor is in a {reason}");
+                }
+                in_crash_loop = true;
+                inner.link.send_replace(LinkState::Down(reason));
             } else {
-                let _ = inner.link.send(LinkState::Restarting);
+                if in_crash_loop {
+                    tracing::info!(stage = cfg.stage, "processor left its crash loop");
+                }
+                in_crash_loop = false;
+                inner.link.send_replace(LinkState::Restarting);
             }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = shutdown.notified() => {
-                    let _ = inner.link.send(LinkState::Down("producer shut down".into()));
+                    inner.link.send_replace(LinkState::Down("producer shut down".into()));
                     return;
                 }
             }
@@ -403,7 +431,7 @@ async fn supervise(inner: Arc<Inner>, mut session: Session, mut link: Arc<ChildL
                     session = s;
                     link = l;
                     inner.restarts.fetch_add(1, Ordering::Relaxed);
-                    let _ = inner.link.send(LinkState::Up(link.clone()));
+                    inner.link.send_replace(LinkState::Up(link.clone()));
                     break;
                 }
                 Err(reason) => {
@@ -477,7 +505,7 @@ fn dispatch(cfg: &ProducerConfig, link: &ChildLink, line: &str) -> Result<(), St
     let parsed = ChildLine::parse(line);
     // v1 children may only send responses.
     let parsed = match parsed {
-        Ok(ChildLine::Frame(_)) if link.hello.is_none() => {
+        Ok(ChildLine::Frame(_) | ChildLine::UnknownFrame(_)) if link.hello.is_none() => {
             Err(protocol::MalformedLine { reason: "frame from a v1 child".into(), line: protocol::truncate_line(line) })
         }
         other => other,
@@ -485,7 +513,7 @@ fn dispatch(cfg: &ProducerConfig, link: &ChildLink, line: &str) -> Result<(), St
     match parsed {
         Ok(ChildLine::Response(resp)) => {
             let cancelled = link.cancelling.lock().expect("poisoned").remove(&resp.id).is_some();
-            let reply = link.pending.lock().expect("poisoned").remove(&resp.id);
+            let reply = link.take_pending(resp.id);
             match reply {
                 Some(reply) => {
                     let result = match (resp.err_msg, resp.output) {
@@ -505,6 +533,10 @@ fn dispatch(cfg: &ProducerConfig, link: &ChildLink, line: &str) -> Result<(), St
             Ok(())
         }
         Ok(ChildLine::Frame(ChildFrame::Heartbeat(_))) => Ok(()),
+        Ok(ChildLine::UnknownFrame(key)) => {
+            tracing::debug!(stage = cfg.stage, frame = key, "ignoring a frame this version does not know");
+            Ok(())
+        }
         Ok(ChildLine::Frame(ChildFrame::Progress(p))) => {
             tracing::info!(stage = cfg.stage, pid = link.pid, id = p.id, step = p.step, total = p.total, note = p.note, "progress");
             Ok(())

@@ -1,0 +1,111 @@
+//! TEST DOUBLE: a processor child that misbehaves on purpose, for the producer
+//! fault tests. `test-double-processor <mode>`; the stage is always "echo".
+//!
+//! Modes built on the real consumer (`vc_processors::run_consumer`, v1 or v2 as
+//! the parent asks): `echo`. The task is a JSON object; `{"sleep_ms": n}` sleeps,
+//! `{"exit": c}` exits the process, `{"hang": true}` never returns,
+//! `{"hang_until_cancelled": true}` returns once cancelled, `{"progress": n}`
+//! reports n steps; any task is echoed back as the output.
+//!
+//! Hand-written modes (raw lines, to misbehave below the consumer): `v1-strict`,
+//! `garbage`, `wrong-ready`, `exit-at-start`, `silent`, `reverse`,
+//! `crash-after-ready`, `mute` (reads requests, never answers).
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use vc_processors::{run_consumer, Ctx, Task};
+
+#[derive(Serialize, Deserialize)]
+#[serde(transparent)]
+struct Echo(Value);
+
+impl Task for Echo {
+    const STAGE: &'static str = "echo";
+    type Output = Value;
+}
+
+fn echo(t: Echo, ctx: &Ctx) -> anyhow::Result<Value> {
+    let v = &t.0;
+    if let Some(ms) = v.get("sleep_ms").and_then(Value::as_u64) {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+    if let Some(code) = v.get("exit").and_then(Value::as_i64) {
+        std::process::exit(code as i32);
+    }
+    if v.get("hang").is_some() {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    if v.get("hang_until_cancelled").is_some() {
+        while !ctx.is_cancelled() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        anyhow::bail!("stopped: cancelled");
+    }
+    if let Some(n) = v.get("progress").and_then(Value::as_u64) {
+        for i in 1..=n {
+            ctx.progress(i, n, None);
+        }
+    }
+    if v.get("fail").is_some() {
+        return Err(vc_processors::error::resource(anyhow::anyhow!("asked to fail")));
+    }
+    Ok(t.0)
+}
+
+fn out(line: &str) {
+    let mut o = std::io::stdout().lock();
+    writeln!(o, "{line}").unwrap();
+    o.flush().unwrap();
+}
+
+fn main() -> anyhow::Result<()> {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let stdin = std::io::stdin();
+    match mode.as_str() {
+        "echo" => return run_consumer::<Echo, _>(echo),
+        "exit-at-start" => std::process::exit(7),
+        "silent" => {
+            std::thread::sleep(Duration::from_secs(3600));
+            return Ok(());
+        }
+        "wrong-ready" => out("pc1 processor ready"),
+        "crash-after-ready" => {
+            out("echo processor ready");
+            std::process::exit(9);
+        }
+        _ => out("echo processor ready"),
+    }
+    let mut held: Vec<Value> = Vec::new();
+    for line in stdin.lock().lines() {
+        let line = line?;
+        match mode.as_str() {
+            "v1-strict" => {
+                // A damocles-era child: anything beyond {"id","task"} is a violation.
+                let v: Value = serde_json::from_str(&line)?;
+                let keys: Vec<&String> = v.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+                if keys.len() != 2 || v.get("id").is_none() || v.get("task").is_none() {
+                    eprintln!("v1-strict: received a non-v1 line: {line}");
+                    std::process::exit(3);
+                }
+                out(&format!(r#"{{"id":{},"err_msg":null,"output":{}}}"#, v["id"], v["task"]));
+            }
+            "garbage" => out("this is not json at all"),
+            "mute" => {}
+            "reverse" => {
+                held.push(serde_json::from_str(&line)?);
+                if held.len() == 3 {
+                    for v in held.drain(..).rev() {
+                        out(&format!(r#"{{"id":{},"err_msg":null,"output":{}}}"#, v["id"], v["task"]));
+                    }
+                }
+            }
+            other => anyhow::bail!("unknown mode {other:?}"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! Helpers shared by the end-to-end tests and benchmarks.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use fil_params::ParamSet;
+
+/// Path of a binary of another workspace package, built on first use.
+///
+/// Cargo builds only the binaries of the package under test; the others are
+/// built here with the same cargo and profile (cargo has released its build
+/// lock by the time tests run), so `cargo test` alone is enough.
+pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf();
+    let path = profile_dir.join(bin);
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == bin) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", package, "--bin", bin]);
+        if profile == "release" {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().unwrap_or_else(|e| panic!("run cargo to build {bin}: {e}"));
+        assert!(status.success(), "building {bin} (package {package}) failed");
+        built.push(bin.to_string());
+    }
+    assert!(path.exists(), "{} missing after build", path.display());
+    path
+}
+
+/// Makes sure the test parameter sets exist in the machine-wide cache (generating
+/// them once, under a lock, if missing) and points this process at them.
+pub fn proof_params(sets: &[ParamSet]) {
+    fil_params::configure_process_env();
+    fil_params::ensure(sets, &mut fil_params::Quiet).expect("proof parameters");
+}
+
+/// Logs of the code under test, captured by the test harness, once per process.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
+}
+
+/// The CPUs a process may run on, from /proc.
+pub fn cpus_allowed(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|s| s.trim().to_string())
+        .expect("Cpus_allowed_list")
+}
+
+/// Sends SIGKILL to a process.
+pub fn kill9(pid: u32) {
+    // SAFETY: plain syscall.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}

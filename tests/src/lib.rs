@@ -66,3 +66,20 @@ pub fn kill9(pid: u32) {
     // SAFETY: plain syscall.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
 }
+
+/// Where the wire-format golden files live.
+pub fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vc-processors/tests/golden")
+}
+
+/// With `UPDATE_GOLDEN=1`, writes `value` as the golden file `name` (the exact
+/// wire bytes plus a newline). Without it, does nothing.
+pub fn update_golden<T: serde::Serialize>(name: &str, value: &T) {
+    if std::env::var_os("UPDATE_GOLDEN").is_none() {
+        return;
+    }
+    let dir = golden_dir();
+    std::fs::create_dir_all(&dir).expect("create golden dir");
+    let json = serde_json::to_string(value).expect("serialize golden value");
+    std::fs::write(dir.join(name), json + "\n").expect("write golden file");
+}

@@ -228,6 +228,19 @@ pub fn seal_commit_phase1(
 }
 
 fn window_post(t: &WindowPoSt) -> Result<WindowPoStOutput> {
+    // Sectors whose files are gone are faults, not a failure of the partition:
+    // the proofs library would stop at the first missing file.
+    let size = u64::from(t.proof_type.sector_size());
+    let faults: Vec<u64> = t
+        .replicas
+        .iter()
+        .filter(|r| !replica_files_present(r, size))
+        .map(|r| u64::from(r.sector_id))
+        .collect();
+    if !faults.is_empty() {
+        tracing::warn!(miner = t.miner_id, ?faults, "window post: sectors with missing files");
+        return Ok(WindowPoStOutput { proofs: vec![], faults });
+    }
     let replicas = private_replicas(t.proof_type, &t.replicas)?;
     match post::generate_window_post(&t.seed, &replicas, prover_id(t.miner_id)) {
         Ok(proofs) => {
@@ -308,9 +321,15 @@ fn ensure_file(p: &Path, what: &str) -> Result<()> {
         .with_context(|| format!("{what} {}: cannot create", p.display()))
 }
 
-/// The paths a sealed sector keeps after `clear_cache`, relative to its cache dir.
-pub fn persisted_cache_files(proof: RegisteredSealProof) -> Vec<PathBuf> {
-    let size = u64::from(proof.sector_size());
+fn replica_files_present(r: &PoStReplicaInfo, sector_size: u64) -> bool {
+    let sealed_ok = fs::metadata(&r.sealed_file).is_ok_and(|m| m.is_file() && m.len() > 0);
+    sealed_ok && persisted_cache_files(sector_size).iter().all(|f| r.cache_dir.join(f).is_file())
+}
+
+/// The files a sealed sector of `sector_size` bytes keeps in its cache dir after
+/// `clear_cache`: what persisting copies and what PoSt, unseal and snap read.
+pub fn persisted_cache_files(sector_size: u64) -> Vec<PathBuf> {
+    let size = sector_size;
     let trees: usize = match size {
         s if s <= 512 << 20 => 1,
         s if s <= 32 << 30 => 8,

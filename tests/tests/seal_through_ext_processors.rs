@@ -1,7 +1,8 @@
 //! A 2KiB sector sealed stage by stage through spawned ext-processor binaries
 //! (`damocles-worker processor <stage>` and the `verified-c2` example), then
-//! proven with window and winning PoSt and unsealed, every proof checked with the
-//! filecoin-proofs-api verify functions. Costs one C2 (~70 s on 2 cores).
+//! proven with window and winning PoSt, unsealed, updated with a snap deal and
+//! transferred, every proof checked with the filecoin-proofs-api verify functions.
+//! Costs one C2 (~70 s on 2 cores) and one snap proof (~30 s).
 //!
 //! With `UPDATE_GOLDEN=1` it also rewrites the golden wire files from the real
 //! tasks and outputs of this run.
@@ -34,7 +35,7 @@ async fn run<T: Task + Clone>(p: &Producer, name: &str, task: T) -> T::Output {
 #[tokio::test(flavor = "multi_thread")]
 async fn seal_and_prove_a_2kib_sector_through_ext_processors() {
     init_logs();
-    proof_params(&[ParamSet::Porep2KiB, ParamSet::WindowPost2KiB, ParamSet::WinningPost2KiB]);
+    proof_params(&[ParamSet::Porep2KiB, ParamSet::WindowPost2KiB, ParamSet::WinningPost2KiB, ParamSet::SnapUpdate2KiB]);
 
     let dir = tempfile::tempdir().unwrap();
     let (staged, cache, sealed) = (dir.path().join("staged"), dir.path().join("cache"), dir.path().join("sealed"));
@@ -132,11 +133,25 @@ async fn seal_and_prove_a_2kib_sector_through_ext_processors() {
     let win = run(
         &worker_processor("winning_post").await,
         "winning_post",
-        WinningPoSt { miner_id: miner, proof_type: winning_type, replicas: vec![replica], seed: post_seed },
+        WinningPoSt { miner_id: miner, proof_type: winning_type, replicas: vec![replica.clone()], seed: post_seed },
     )
     .await;
     let public = BTreeMap::from([(sector, PublicReplicaInfo::new(winning_type, pc2out.comm_r))]);
     assert!(post::verify_winning_post(&post_seed, &win.proofs[0].0, &public, prover).unwrap());
+
+    // Missing parameters: an error that says how to get them; the child keeps serving.
+    let mut cfg = ProducerConfig::new(
+        "winning_post",
+        workspace_bin("damocles-worker", "damocles-worker"),
+        vec!["processor".into(), "winning_post".into()],
+    );
+    cfg.envs.insert("FIL_PROOFS_PARAMETER_CACHE".into(), dir.path().join("no-params").display().to_string());
+    let no_params = Producer::spawn(cfg).await.unwrap();
+    let task = WinningPoSt { miner_id: miner, proof_type: winning_type, replicas: vec![replica.clone()], seed: post_seed };
+    let err = no_params.process(&task).await.unwrap_err();
+    assert!(err.to_string().contains("fil-params generate"), "{err}");
+    assert_eq!(err.kind(), vc_processors::protocol::ErrorKind::Resource);
+    assert_eq!(no_params.status().restarts, 0);
 
     // Unseal gives back the piece's bytes.
     let unsealed = dir.path().join("unsealed");
@@ -161,6 +176,71 @@ async fn seal_and_prove_a_2kib_sector_through_ext_processors() {
     let back = std::fs::read(&unsealed).unwrap();
     assert_eq!(&back[..payload.len()], &payload[..]);
     assert!(back[payload.len()..].iter().all(|b| *b == 0));
+
+    // Snap deal: encode new data into the sealed sector, prove the update.
+    let update_proof = RegisteredUpdateProof::StackedDrg2KiBV1;
+    let new_data: Vec<u8> = (0..2032u32).map(|i| (i * 7 % 253) as u8).collect();
+    std::fs::write(dir.path().join("new-piece"), &new_data).unwrap();
+    let snap_staged = dir.path().join("snap-staged");
+    let new_pieces = worker_processor("add_pieces")
+        .await
+        .process(&AddPieces {
+            seal_proof_type: proof,
+            pieces: vec![Piece {
+                piece_file: PieceFile::Local(dir.path().join("new-piece")),
+                payload_size: new_data.len() as u64,
+                piece_size: UnpaddedBytesAmount(2032),
+            }],
+            staged_filepath: snap_staged.clone(),
+        })
+        .await
+        .unwrap();
+    let (new_replica, new_cache) = (dir.path().join("update"), dir.path().join("update-cache"));
+    let encoded = run(
+        &worker_processor("snap_encode").await,
+        "snap_encode",
+        SnapEncode {
+            registered_proof: update_proof,
+            new_replica_path: new_replica.clone(),
+            new_cache_path: new_cache.clone(),
+            sector_path: sealed.clone(),
+            sector_cache_path: cache.clone(),
+            staged_data_path: snap_staged,
+            piece_infos: new_pieces,
+        },
+    )
+    .await;
+    let vanilla = filecoin_proofs_api::update::generate_partition_proofs(
+        update_proof,
+        pc2out.comm_r,
+        encoded.comm_r_new,
+        encoded.comm_d_new,
+        &sealed,
+        &cache,
+        &new_replica,
+        &new_cache,
+    )
+    .unwrap();
+    let snap_proof = run(
+        &worker_processor("snap_prove").await,
+        "snap_prove",
+        SnapProve {
+            registered_proof: update_proof,
+            vannilla_proofs: vanilla.into_iter().map(|p| p.0).collect(),
+            comm_r_old: pc2out.comm_r,
+            comm_r_new: encoded.comm_r_new,
+            comm_d_new: encoded.comm_d_new,
+        },
+    )
+    .await;
+    assert!(filecoin_proofs_api::update::verify_empty_sector_update_proof(
+        update_proof,
+        &snap_proof,
+        pc2out.comm_r,
+        encoded.comm_r_new,
+        encoded.comm_d_new,
+    )
+    .unwrap());
 
     // Transfer the sealed sector out, as persisting does.
     let store = dir.path().join("store");

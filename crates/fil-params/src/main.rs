@@ -1,6 +1,9 @@
 //! `fil-params`: generate or check the local (insecure, test-only) 2KiB proof parameters.
 
-use std::time::Duration;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
@@ -34,10 +37,34 @@ enum Cmd {
     Check,
 }
 
-struct Bar(Option<ProgressBar>);
+/// A spinner on a terminal; plain lines, with a reminder every minute, in logs
+/// (CI), where a spinner would print nothing for twenty minutes.
+struct Bar {
+    spinner: Option<ProgressBar>,
+    ticker: Option<Arc<AtomicBool>>,
+}
 
 impl Progress for Bar {
     fn start(&mut self, set: ParamSet, index: usize, total: usize) {
+        if !std::io::stderr().is_terminal() {
+            eprintln!(
+                "[{index}/{total}] generating {} (about {} on 2 cores)",
+                set.name(),
+                human(set.expected_duration())
+            );
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            let started = Instant::now();
+            std::thread::spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(60));
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                eprintln!("    still generating {} ({} so far)", set.name(), human(started.elapsed()));
+            });
+            self.ticker = Some(stop);
+            return;
+        }
         let pb = ProgressBar::new_spinner();
         pb.set_style(
             ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
@@ -49,11 +76,16 @@ impl Progress for Bar {
             human(set.expected_duration())
         ));
         pb.enable_steady_tick(Duration::from_millis(500));
-        self.0 = Some(pb);
+        self.spinner = Some(pb);
     }
     fn finish(&mut self, set: ParamSet, elapsed: Duration) {
-        if let Some(pb) = self.0.take() {
-            pb.finish_with_message(format!("{} generated in {}", set.name(), human(elapsed)));
+        let msg = format!("{} generated in {}", set.name(), human(elapsed));
+        if let Some(stop) = self.ticker.take() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        match self.spinner.take() {
+            Some(pb) => pb.finish_with_message(msg),
+            None => eprintln!("{msg}"),
         }
     }
     fn skip(&mut self, set: ParamSet) {
@@ -101,7 +133,7 @@ fn main() -> Result<()> {
                  use them for tests and devnets only.\nparameter cache: {}",
                 dir.display()
             );
-            fil_params::ensure(&sets, &mut Bar(None))?;
+            fil_params::ensure(&sets, &mut Bar { spinner: None, ticker: None })?;
         }
         Cmd::Check => {
             let mut missing = 0;

@@ -91,7 +91,9 @@ async fn round_trips(protocol: ProtocolChoice) {
 
 async fn seal(mode: &Mode, label: &str, base: &std::path::Path, sector: u64) -> Report {
     let dir = run_dir(base, label).unwrap();
-    seal_and_prove(mode, &dir, sector, &mut |_| {}).await.unwrap_or_else(|e| panic!("{label}: {e:#}"))
+    seal_and_prove(mode, &dir, sector, &mut |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{label}: {e:#}"))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -115,7 +117,10 @@ async fn main() {
     let builtin = seal(&Mode::Builtin, "builtin", &base, 3).await;
     let ext = seal(&external, "ext", &base, 4).await;
 
-    println!("  {:<12} {:>12} {:>12} {:>12} {:>8} {:>8}", "stage", "direct", "builtin", "ext-proc", "builtin/d", "ext/d");
+    println!(
+        "  {:<12} {:>12} {:>12} {:>12} {:>8} {:>8}",
+        "stage", "direct", "builtin", "ext-proc", "builtin/d", "ext/d"
+    );
     for (i, (stage, d)) in direct.timings.iter().enumerate() {
         let b = builtin.timings[i].1;
         let e = ext.timings[i].1;

@@ -15,19 +15,34 @@ pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test> -> target/<profile>
-    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf();
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .to_path_buf();
     let path = profile_dir.join(bin);
-    let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     if !built.iter().any(|b| b == bin) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug");
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", package, "--bin", bin]);
         if profile == "release" {
             cmd.arg("--release");
         }
-        let status = cmd.status().unwrap_or_else(|e| panic!("run cargo to build {bin}: {e}"));
-        assert!(status.success(), "building {bin} (package {package}) failed");
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("run cargo to build {bin}: {e}"));
+        assert!(
+            status.success(),
+            "building {bin} (package {package}) failed"
+        );
         built.push(bin.to_string());
     }
     assert!(path.exists(), "{} missing after build", path.display());

@@ -19,7 +19,9 @@ fn sqr_processor_speaks_the_protocol_by_hand() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"{\"id\":1,\"task\":15}\n{\"id\":2,\"task\":4294967296}\n").unwrap();
+    stdin
+        .write_all(b"{\"id\":1,\"task\":15}\n{\"id\":2,\"task\":4294967296}\n")
+        .unwrap();
     drop(stdin);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
@@ -28,7 +30,10 @@ fn sqr_processor_speaks_the_protocol_by_hand() {
     assert_eq!(lines.remove(0), "sqr processor ready");
     lines.sort();
     assert_eq!(lines[0], r#"{"id":1,"err_msg":null,"output":225}"#);
-    assert_eq!(lines[1], r#"{"id":2,"err_msg":"4294967296 squared overflows a u64","output":null}"#);
+    assert_eq!(
+        lines[1],
+        r#"{"id":2,"err_msg":"4294967296 squared overflows a u64","output":null}"#
+    );
 }
 
 #[tokio::test]
@@ -37,10 +42,15 @@ async fn python_transfer_processor_serves_a_v1_parent() {
     if Command::new("python3").arg("--version").output().is_err() {
         panic!("python3 is required for this test (.ci/run installs it)");
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/python-transfer/transfer_processor.py");
-    let p = Producer::spawn(ProducerConfig::new("transfer", "python3", vec![script.display().to_string()]))
-        .await
-        .unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/python-transfer/transfer_processor.py");
+    let p = Producer::spawn(ProducerConfig::new(
+        "transfer",
+        "python3",
+        vec![script.display().to_string()],
+    ))
+    .await
+    .unwrap();
     assert!(!p.status().v2, "the Python example speaks v1 only");
 
     let dir = tempfile::tempdir().unwrap();
@@ -52,24 +62,51 @@ async fn python_transfer_processor_serves_a_v1_parent() {
     let task = Transfer {
         stores: BTreeMap::from([(
             "s".to_string(),
-            TransferStoreInfo { name: "s".into(), meta: Some(BTreeMap::from([("path".into(), store.display().to_string())])) },
+            TransferStoreInfo {
+                name: "s".into(),
+                meta: Some(BTreeMap::from([(
+                    "path".into(),
+                    store.display().to_string(),
+                )])),
+            },
         )]),
         routes: vec![
             TransferRoute {
-                src: TransferItem { store_name: None, uri: dir.path().join("sealed") },
-                dest: TransferItem { store_name: Some("s".into()), uri: "sealed/s-t01000-1".into() },
+                src: TransferItem {
+                    store_name: None,
+                    uri: dir.path().join("sealed"),
+                },
+                dest: TransferItem {
+                    store_name: Some("s".into()),
+                    uri: "sealed/s-t01000-1".into(),
+                },
                 opt: None,
             },
             TransferRoute {
-                src: TransferItem { store_name: None, uri: src.clone() },
-                dest: TransferItem { store_name: Some("s".into()), uri: "cache/s-t01000-1".into() },
-                opt: Some(TransferOption { is_dir: true, allow_link: false }),
+                src: TransferItem {
+                    store_name: None,
+                    uri: src.clone(),
+                },
+                dest: TransferItem {
+                    store_name: Some("s".into()),
+                    uri: "cache/s-t01000-1".into(),
+                },
+                opt: Some(TransferOption {
+                    is_dir: true,
+                    allow_link: false,
+                }),
             },
         ],
     };
     assert!(p.process(&task).await.unwrap());
-    assert_eq!(std::fs::read(store.join("sealed/s-t01000-1")).unwrap(), b"sealed bytes");
-    assert_eq!(std::fs::read(store.join("cache/s-t01000-1/p_aux")).unwrap(), b"aux");
+    assert_eq!(
+        std::fs::read(store.join("sealed/s-t01000-1")).unwrap(),
+        b"sealed bytes"
+    );
+    assert_eq!(
+        std::fs::read(store.join("cache/s-t01000-1/p_aux")).unwrap(),
+        b"aux"
+    );
 
     // Errors come back as err_msg naming the path, and the child keeps serving.
     let mut bad = task.clone();

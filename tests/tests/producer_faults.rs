@@ -22,7 +22,11 @@ impl Task for Echo {
 
 fn cfg(mode: &str) -> ProducerConfig {
     init_logs();
-    let mut c = ProducerConfig::new("echo", env!("CARGO_BIN_EXE_test-double-processor"), vec![mode.into()]);
+    let mut c = ProducerConfig::new(
+        "echo",
+        env!("CARGO_BIN_EXE_test-double-processor"),
+        vec![mode.into()],
+    );
     c.backoff = Backoff {
         initial: Duration::from_millis(20),
         max: Duration::from_millis(200),
@@ -76,7 +80,10 @@ async fn hung_v1_child_is_killed_at_the_request_timeout() {
     assert!(matches!(err, ProcessorError::Timeout { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 
-    wait_until("the hung child is replaced", || p.status().pid.is_some_and(|p| p != pid)).await;
+    wait_until("the hung child is replaced", || {
+        p.status().pid.is_some_and(|p| p != pid)
+    })
+    .await;
     assert_eq!(p.process(&Echo(json!(2))).await.unwrap(), json!(2));
 }
 
@@ -88,7 +95,10 @@ async fn v2_timeout_cancels_a_cooperative_request_and_keeps_the_child() {
     assert!(p.status().v2);
     let pid = p.status().pid.unwrap();
 
-    let err = p.process(&Echo(json!({"hang_until_cancelled": true}))).await.unwrap_err();
+    let err = p
+        .process(&Echo(json!({"hang_until_cancelled": true})))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     // The child confirms the cancellation and keeps serving.
     assert_eq!(p.process(&Echo(json!(3))).await.unwrap(), json!(3));
@@ -105,7 +115,10 @@ async fn v2_timeout_kills_a_child_that_ignores_the_cancel() {
     let pid = p.status().pid.unwrap();
     let err = p.process(&Echo(json!({"hang": true}))).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
-    wait_until("the child is replaced after the grace", || p.status().pid.is_some_and(|p| p != pid)).await;
+    wait_until("the child is replaced after the grace", || {
+        p.status().pid.is_some_and(|p| p != pid)
+    })
+    .await;
     assert_eq!(p.process(&Echo(json!(4))).await.unwrap(), json!(4));
 }
 
@@ -118,7 +131,9 @@ async fn garbage_on_stdout_is_a_protocol_error_not_a_hang() {
         .expect("must not hang")
         .unwrap_err();
     match &err {
-        ProcessorError::Protocol { detail, .. } => assert!(detail.contains("this is not json at all"), "{detail}"),
+        ProcessorError::Protocol { detail, .. } => {
+            assert!(detail.contains("this is not json at all"), "{detail}")
+        }
         other => panic!("expected a protocol error, got {other}"),
     }
     assert_eq!(err.kind(), ErrorKind::Retryable);
@@ -136,13 +151,30 @@ async fn bad_openings_fail_startup_with_a_clear_error() {
         let mut c = cfg(mode);
         c.ready_timeout = Duration::from_millis(500);
         let started = Instant::now();
-        let err = Producer::spawn(c).await.err().unwrap_or_else(|| panic!("{mode}: spawn should fail"));
+        let err = Producer::spawn(c)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{mode}: spawn should fail"));
         let msg = err.to_string();
         assert!(msg.contains(expect), "{mode}: {msg}");
-        assert!(msg.contains("test-double-processor"), "names the command: {msg}");
-        assert!(started.elapsed() < Duration::from_secs(5), "{mode} took {:?}", started.elapsed());
+        assert!(
+            msg.contains("test-double-processor"),
+            "names the command: {msg}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{mode} took {:?}",
+            started.elapsed()
+        );
     }
-    let err = Producer::spawn(ProducerConfig::new("echo", "/nonexistent/processor", vec![])).await.err().unwrap();
+    let err = Producer::spawn(ProducerConfig::new(
+        "echo",
+        "/nonexistent/processor",
+        vec![],
+    ))
+    .await
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("/nonexistent/processor"), "{err}");
 }
 
@@ -180,7 +212,9 @@ async fn v1_child_never_receives_v2_fields() {
 async fn crash_loop_is_detected_and_requests_fail_fast() {
     let p = Producer::spawn(cfg("crash-after-ready")).await.unwrap();
     wait_until("a crash loop is declared", || {
-        p.status().down_reason.is_some_and(|r| r.contains("crash loop"))
+        p.status()
+            .down_reason
+            .is_some_and(|r| r.contains("crash loop"))
     })
     .await;
     let started = Instant::now();
@@ -211,7 +245,10 @@ async fn typed_errors_and_progress_from_a_v2_child() {
         other => panic!("{other}"),
     }
     // Progress frames are consumed by the parent, not mistaken for responses.
-    assert_eq!(p.process(&Echo(json!({"progress": 5}))).await.unwrap(), json!({"progress": 5}));
+    assert_eq!(
+        p.process(&Echo(json!({"progress": 5}))).await.unwrap(),
+        json!({"progress": 5})
+    );
 }
 
 #[tokio::test]
@@ -220,7 +257,14 @@ async fn many_requests_in_flight_are_matched_by_id() {
     let calls: Vec<_> = (0..200)
         .map(|i| {
             let p = p.clone();
-            tokio::spawn(async move { (i, p.process(&Echo(json!({"i": i, "sleep_ms": (i % 7) * 3}))).await.unwrap()) })
+            tokio::spawn(async move {
+                (
+                    i,
+                    p.process(&Echo(json!({"i": i, "sleep_ms": (i % 7) * 3})))
+                        .await
+                        .unwrap(),
+                )
+            })
         })
         .collect();
     for call in calls {
@@ -232,7 +276,11 @@ async fn many_requests_in_flight_are_matched_by_id() {
 #[tokio::test]
 async fn cpu_placement_is_applied_and_reapplied_after_a_restart() {
     let mut c = cfg("echo");
-    c.placement = Placement { cpuset: Some("0".into()), cgroup: None, numa_preferred: None };
+    c.placement = Placement {
+        cpuset: Some("0".into()),
+        cgroup: None,
+        numa_preferred: None,
+    };
     let p = Producer::spawn(c).await.unwrap();
     let pid = p.status().pid.unwrap();
     assert_eq!(cpus_allowed(pid), "0");

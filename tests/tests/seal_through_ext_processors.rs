@@ -20,14 +20,21 @@ use vc_processors::Task;
 
 async fn worker_processor(stage: &str) -> Producer {
     let bin = workspace_bin("damocles-worker", "damocles-worker");
-    Producer::spawn(ProducerConfig::new(stage, bin, vec!["processor".into(), stage.into()]))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    Producer::spawn(ProducerConfig::new(
+        stage,
+        bin,
+        vec!["processor".into(), stage.into()],
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn run<T: Task + Clone>(p: &Producer, name: &str, task: T) -> T::Output {
     update_golden(&format!("{name}.task.json"), &task);
-    let out = p.process(&task).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+    let out = p
+        .process(&task)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     update_golden(&format!("{name}.output.json"), &out);
     out
 }
@@ -35,10 +42,19 @@ async fn run<T: Task + Clone>(p: &Producer, name: &str, task: T) -> T::Output {
 #[tokio::test(flavor = "multi_thread")]
 async fn seal_and_prove_a_2kib_sector_through_ext_processors() {
     init_logs();
-    proof_params(&[ParamSet::Porep2KiB, ParamSet::WindowPost2KiB, ParamSet::WinningPost2KiB, ParamSet::SnapUpdate2KiB]);
+    proof_params(&[
+        ParamSet::Porep2KiB,
+        ParamSet::WindowPost2KiB,
+        ParamSet::WinningPost2KiB,
+        ParamSet::SnapUpdate2KiB,
+    ]);
 
     let dir = tempfile::tempdir().unwrap();
-    let (staged, cache, sealed) = (dir.path().join("staged"), dir.path().join("cache"), dir.path().join("sealed"));
+    let (staged, cache, sealed) = (
+        dir.path().join("staged"),
+        dir.path().join("cache"),
+        dir.path().join("sealed"),
+    );
     std::fs::create_dir_all(&cache).unwrap();
     let payload: Vec<u8> = (0..1000u32).map(|i| (i * 31 % 251) as u8).collect();
     let piece_path = dir.path().join("piece");
@@ -68,7 +84,11 @@ async fn seal_and_prove_a_2kib_sector_through_ext_processors() {
     .await;
     assert_eq!(pieces.len(), 1);
 
-    let tree_d = TreeD { registered_proof: proof, staged_file: staged.clone(), cache_dir: cache.clone() };
+    let tree_d = TreeD {
+        registered_proof: proof,
+        staged_file: staged.clone(),
+        cache_dir: cache.clone(),
+    };
     assert!(run(&worker_processor("tree_d").await, "tree_d", tree_d).await);
     assert!(cache.join("sc-02-data-tree-d.dat").exists());
 
@@ -83,39 +103,115 @@ async fn seal_and_prove_a_2kib_sector_through_ext_processors() {
         piece_infos: pieces.clone(),
     };
     let pc1out = run(&worker_processor("pc1").await, "pc1", pc1).await;
-    let pc2 = PC2 { pc1out, cache_dir: cache.clone(), sealed_file: sealed.clone() };
+    let pc2 = PC2 {
+        pc1out,
+        cache_dir: cache.clone(),
+        sealed_file: sealed.clone(),
+    };
     let pc2out = run(&worker_processor("pc2").await, "pc2", pc2).await;
 
     // C1 runs in-process, as in the worker; C2 through the example ext-processor.
-    let c1out = seal_commit_phase1(&cache, &sealed, prover, sector, ticket, seed, pc2out.clone(), &pieces).unwrap();
+    let c1out = seal_commit_phase1(
+        &cache,
+        &sealed,
+        prover,
+        sector,
+        ticket,
+        seed,
+        pc2out.clone(),
+        &pieces,
+    )
+    .unwrap();
     let verified_c2 = workspace_bin("example-verified-c2", "verified-c2");
-    let c2 = Producer::spawn(ProducerConfig::new("c2", verified_c2, vec![])).await.unwrap();
-    let c2out = run(&c2, "c2", C2 { c1out, prover_id: prover, sector_id: sector, miner_id: miner }).await;
+    let c2 = Producer::spawn(ProducerConfig::new("c2", verified_c2, vec![]))
+        .await
+        .unwrap();
+    let c2out = run(
+        &c2,
+        "c2",
+        C2 {
+            c1out,
+            prover_id: prover,
+            sector_id: sector,
+            miner_id: miner,
+        },
+    )
+    .await;
 
-    assert!(seal::verify_seal(proof, pc2out.comm_r, pc2out.comm_d, prover, sector, ticket, seed, &c2out.proof).unwrap());
+    assert!(seal::verify_seal(
+        proof,
+        pc2out.comm_r,
+        pc2out.comm_d,
+        prover,
+        sector,
+        ticket,
+        seed,
+        &c2out.proof
+    )
+    .unwrap());
     let mut forged = c2out.proof.clone();
     forged[10] ^= 0xff;
-    let forged_ok = seal::verify_seal(proof, pc2out.comm_r, pc2out.comm_d, prover, sector, ticket, seed, &forged);
-    assert!(!forged_ok.unwrap_or(false), "a corrupted proof must not verify");
-    let wrong_seed = seal::verify_seal(proof, pc2out.comm_r, pc2out.comm_d, prover, sector, ticket, [1; 32], &c2out.proof);
-    assert!(!wrong_seed.unwrap_or(false), "a proof must not verify against another seed");
+    let forged_ok = seal::verify_seal(
+        proof,
+        pc2out.comm_r,
+        pc2out.comm_d,
+        prover,
+        sector,
+        ticket,
+        seed,
+        &forged,
+    );
+    assert!(
+        !forged_ok.unwrap_or(false),
+        "a corrupted proof must not verify"
+    );
+    let wrong_seed = seal::verify_seal(
+        proof,
+        pc2out.comm_r,
+        pc2out.comm_d,
+        prover,
+        sector,
+        ticket,
+        [1; 32],
+        &c2out.proof,
+    );
+    assert!(
+        !wrong_seed.unwrap_or(false),
+        "a proof must not verify against another seed"
+    );
 
     // Window PoSt: one good sector, and a second whose files are gone → a fault.
     let mut post_seed = [5u8; 32];
     post_seed[31] &= 0x3f;
-    let replica = PoStReplicaInfo { sector_id: sector, comm_r: pc2out.comm_r, cache_dir: cache.clone(), sealed_file: sealed.clone() };
+    let replica = PoStReplicaInfo {
+        sector_id: sector,
+        comm_r: pc2out.comm_r,
+        cache_dir: cache.clone(),
+        sealed_file: sealed.clone(),
+    };
     let window_type = RegisteredPoStProof::StackedDrgWindow2KiBV1_2;
     let window = worker_processor("window_post").await;
     let wout = run(
         &window,
         "window_post",
-        WindowPoSt { miner_id: miner, proof_type: window_type, replicas: vec![replica.clone()], seed: post_seed },
+        WindowPoSt {
+            miner_id: miner,
+            proof_type: window_type,
+            replicas: vec![replica.clone()],
+            seed: post_seed,
+        },
     )
     .await;
     assert!(wout.faults.is_empty());
     assert_eq!(wout.proofs.len(), 1);
     let public = BTreeMap::from([(sector, PublicReplicaInfo::new(window_type, pc2out.comm_r))]);
-    assert!(post::verify_window_post(&post_seed, &[(window_type, &wout.proofs[0].0[..])], &public, prover).unwrap());
+    assert!(post::verify_window_post(
+        &post_seed,
+        &[(window_type, &wout.proofs[0].0[..])],
+        &public,
+        prover
+    )
+    .unwrap());
 
     let missing = PoStReplicaInfo {
         sector_id: SectorId::from(8),
@@ -123,7 +219,12 @@ async fn seal_and_prove_a_2kib_sector_through_ext_processors() {
         cache_dir: dir.path().join("no-such-cache"),
         sealed_file: dir.path().join("no-such-sealed"),
     };
-    let faulty = WindowPoSt { miner_id: miner, proof_type: window_type, replicas: vec![replica.clone(), missing], seed: post_seed };
+    let faulty = WindowPoSt {
+        miner_id: miner,
+        proof_type: window_type,
+        replicas: vec![replica.clone(), missing],
+        seed: post_seed,
+    };
     let fout = window.process(&faulty).await.unwrap();
     assert_eq!(fout.faults, vec![8]);
     assert!(fout.proofs.is_empty());
@@ -133,7 +234,12 @@ async fn seal_and_prove_a_2kib_sector_through_ext_processors() {
     let win = run(
         &worker_processor("winning_post").await,
         "winning_post",
-        WinningPoSt { miner_id: miner, proof_type: winning_type, replicas: vec![replica.clone()], seed: post_seed },
+        WinningPoSt {
+            miner_id: miner,
+            proof_type: winning_type,
+            replicas: vec![replica.clone()],
+            seed: post_seed,
+        },
     )
     .await;
     let public = BTreeMap::from([(sector, PublicReplicaInfo::new(winning_type, pc2out.comm_r))]);
@@ -145,9 +251,17 @@ async fn seal_and_prove_a_2kib_sector_through_ext_processors() {
         workspace_bin("damocles-worker", "damocles-worker"),
         vec!["processor".into(), "winning_post".into()],
     );
-    cfg.envs.insert("FIL_PROOFS_PARAMETER_CACHE".into(), dir.path().join("no-params").display().to_string());
+    cfg.envs.insert(
+        "FIL_PROOFS_PARAMETER_CACHE".into(),
+        dir.path().join("no-params").display().to_string(),
+    );
     let no_params = Producer::spawn(cfg).await.unwrap();
-    let task = WinningPoSt { miner_id: miner, proof_type: winning_type, replicas: vec![replica.clone()], seed: post_seed };
+    let task = WinningPoSt {
+        miner_id: miner,
+        proof_type: winning_type,
+        replicas: vec![replica.clone()],
+        seed: post_seed,
+    };
     let err = no_params.process(&task).await.unwrap_err();
     assert!(err.to_string().contains("fil-params generate"), "{err}");
     assert_eq!(err.kind(), vc_processors::protocol::ErrorKind::Resource);
@@ -233,37 +347,66 @@ async fn seal_and_prove_a_2kib_sector_through_ext_processors() {
         },
     )
     .await;
-    assert!(filecoin_proofs_api::update::verify_empty_sector_update_proof(
-        update_proof,
-        &snap_proof,
-        pc2out.comm_r,
-        encoded.comm_r_new,
-        encoded.comm_d_new,
-    )
-    .unwrap());
+    assert!(
+        filecoin_proofs_api::update::verify_empty_sector_update_proof(
+            update_proof,
+            &snap_proof,
+            pc2out.comm_r,
+            encoded.comm_r_new,
+            encoded.comm_d_new,
+        )
+        .unwrap()
+    );
 
     // Transfer the sealed sector out, as persisting does.
     let store = dir.path().join("store");
     let transfer = Transfer {
         stores: BTreeMap::from([(
             "store-a".to_string(),
-            TransferStoreInfo { name: "store-a".into(), meta: Some(BTreeMap::from([("path".into(), store.display().to_string())])) },
+            TransferStoreInfo {
+                name: "store-a".into(),
+                meta: Some(BTreeMap::from([(
+                    "path".into(),
+                    store.display().to_string(),
+                )])),
+            },
         )]),
         routes: vec![
             TransferRoute {
-                src: TransferItem { store_name: None, uri: sealed.clone() },
-                dest: TransferItem { store_name: Some("store-a".into()), uri: "sealed/s-t01000-7".into() },
-                opt: Some(TransferOption { is_dir: false, allow_link: false }),
+                src: TransferItem {
+                    store_name: None,
+                    uri: sealed.clone(),
+                },
+                dest: TransferItem {
+                    store_name: Some("store-a".into()),
+                    uri: "sealed/s-t01000-7".into(),
+                },
+                opt: Some(TransferOption {
+                    is_dir: false,
+                    allow_link: false,
+                }),
             },
             TransferRoute {
-                src: TransferItem { store_name: None, uri: cache.clone() },
-                dest: TransferItem { store_name: Some("store-a".into()), uri: "cache/s-t01000-7".into() },
-                opt: Some(TransferOption { is_dir: true, allow_link: false }),
+                src: TransferItem {
+                    store_name: None,
+                    uri: cache.clone(),
+                },
+                dest: TransferItem {
+                    store_name: Some("store-a".into()),
+                    uri: "cache/s-t01000-7".into(),
+                },
+                opt: Some(TransferOption {
+                    is_dir: true,
+                    allow_link: false,
+                }),
             },
         ],
     };
     assert!(run(&worker_processor("transfer").await, "transfer", transfer).await);
-    assert_eq!(std::fs::read(store.join("sealed/s-t01000-7")).unwrap(), std::fs::read(&sealed).unwrap());
+    assert_eq!(
+        std::fs::read(store.join("sealed/s-t01000-7")).unwrap(),
+        std::fs::read(&sealed).unwrap()
+    );
     assert!(Path::new(&store.join("cache/s-t01000-7/p_aux")).exists());
 }
 
@@ -282,20 +425,29 @@ async fn processors_answer_bad_input_with_errors_and_keep_serving() {
     assert!(err.contains("missing-staged"), "names the file: {err}");
 
     // A task of the wrong shape for the stage.
-    let raw = serde_json::value::to_raw_value(&serde_json::json!({"registered_proof": "NoSuchProof"})).unwrap();
+    let raw =
+        serde_json::value::to_raw_value(&serde_json::json!({"registered_proof": "NoSuchProof"}))
+            .unwrap();
     let err = p.process_raw(&raw).await.unwrap_err().to_string();
     assert!(err.contains("cannot decode tree_d task"), "{err}");
 
     // Still serving: a good task works on the same child.
     let staged = dir.path().join("staged");
     std::fs::write(&staged, vec![0u8; 2048]).unwrap();
-    let ok = TreeD { registered_proof: RegisteredSealProof::StackedDrg2KiBV1_1, staged_file: staged, cache_dir: dir.path().join("cache") };
+    let ok = TreeD {
+        registered_proof: RegisteredSealProof::StackedDrg2KiBV1_1,
+        staged_file: staged,
+        cache_dir: dir.path().join("cache"),
+    };
     assert!(p.process(&ok).await.unwrap());
     assert_eq!(p.status().restarts, 0);
 
     // An unknown stage is refused by the binary with a clear message.
     let bin = workspace_bin("damocles-worker", "damocles-worker");
-    let out = std::process::Command::new(bin).args(["processor", "pc9"]).output().unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["processor", "pc9"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("pc9"));
 }

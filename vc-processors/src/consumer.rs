@@ -62,7 +62,12 @@ pub struct Ctx {
 impl Ctx {
     /// A context for running a processor outside any protocol (in-process use).
     pub fn detached() -> Ctx {
-        Ctx { id: 0, cancelled: Arc::new(AtomicBool::new(false)), deadline: None, out: None }
+        Ctx {
+            id: 0,
+            cancelled: Arc::new(AtomicBool::new(false)),
+            deadline: None,
+            out: None,
+        }
     }
 
     /// The request id.
@@ -83,10 +88,16 @@ impl Ctx {
 
     /// Reports that `step` of `total` steps are done.
     pub fn progress(&self, step: u64, total: u64, note: Option<&str>) {
-        let p = Progress { id: self.id, step, total, note: note.map(str::to_string) };
+        let p = Progress {
+            id: self.id,
+            step,
+            total,
+            note: note.map(str::to_string),
+        };
         tracing::debug!(id = self.id, step, total, note, "progress");
         if let Some(out) = &self.out {
-            let line = serde_json::to_string(&ChildFrame::Progress(p)).expect("progress serializes");
+            let line =
+                serde_json::to_string(&ChildFrame::Progress(p)).expect("progress serializes");
             let _ = out.send(Out::Line(line));
         }
     }
@@ -124,7 +135,12 @@ impl ServeOptions {
 pub fn run_consumer<T: Task, P: Processor<T>>(processor: P) -> Result<()> {
     crate::sys::apply_placement_from_env();
     let stdin = std::io::stdin().lock();
-    serve::<T, P, _, _>(processor, stdin, std::io::stdout(), ServeOptions::from_env())
+    serve::<T, P, _, _>(
+        processor,
+        stdin,
+        std::io::stdout(),
+        ServeOptions::from_env(),
+    )
 }
 
 /// Serves stage `T`: reads request lines from `input`, writes protocol lines to
@@ -161,7 +177,8 @@ where
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(every);
                     n += 1;
-                    let line = serde_json::to_string(&ChildFrame::Heartbeat(n)).expect("serializes");
+                    let line =
+                        serde_json::to_string(&ChildFrame::Heartbeat(n)).expect("serializes");
                     if tx.send(Out::Line(line)).is_err() {
                         break;
                     }
@@ -190,7 +207,11 @@ where
                 shared.in_flight.fetch_add(1, Ordering::AcqRel);
                 // Registered before it runs, so a cancel right behind it is not lost.
                 let cancelled = Arc::new(AtomicBool::new(false));
-                shared.running.lock().expect("poisoned").insert(req.id, cancelled.clone());
+                shared
+                    .running
+                    .lock()
+                    .expect("poisoned")
+                    .insert(req.id, cancelled.clone());
                 let shared = shared.clone();
                 pool.execute(Box::new(move || shared.run(req, cancelled)));
             }
@@ -203,8 +224,13 @@ where
                 // An id but no usable request: answer, so the parent does not wait.
                 Ok(protocol::RequestId { id }) => {
                     let kind = shared.v2.then_some(ErrorKind::Permanent);
-                    let resp = Response::<()>::err(id, format!("unreadable {} request: {e}", T::STAGE), kind);
-                    let _ = out_tx.send(Out::Line(serde_json::to_string(&resp).expect("serializes")));
+                    let resp = Response::<()>::err(
+                        id,
+                        format!("unreadable {} request: {e}", T::STAGE),
+                        kind,
+                    );
+                    let _ =
+                        out_tx.send(Out::Line(serde_json::to_string(&resp).expect("serializes")));
                 }
                 Err(_) => {
                     // No id to answer: the parent's own timeout covers the request.
@@ -245,7 +271,9 @@ impl<T: Task, P: Processor<T>> Shared<T, P> {
         let ctx = Ctx {
             id,
             cancelled,
-            deadline: req.timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms)),
+            deadline: req
+                .timeout_ms
+                .map(|ms| Instant::now() + Duration::from_millis(ms)),
             out: self.v2.then(|| self.out.clone()),
         };
 
@@ -321,7 +349,11 @@ fn write_lines<W: Write>(rx: mpsc::Receiver<Out>, out: W) {
         while let Some(msg) = next {
             match msg {
                 Out::Line(line) => {
-                    if out.write_all(line.as_bytes()).and_then(|_| out.write_all(b"\n")).is_err() {
+                    if out
+                        .write_all(line.as_bytes())
+                        .and_then(|_| out.write_all(b"\n"))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -353,11 +385,16 @@ struct ElasticPool {
 impl ElasticPool {
     fn new() -> Self {
         let (tx, rx) = mpsc::channel();
-        ElasticPool { tx, rx: Arc::new(Mutex::new(rx)), idle: Arc::new(AtomicUsize::new(0)) }
+        ElasticPool {
+            tx,
+            rx: Arc::new(Mutex::new(rx)),
+            idle: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     fn claim(idle: &AtomicUsize) -> bool {
-        idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
+        idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     fn execute(&self, job: Job) {
@@ -368,21 +405,26 @@ impl ElasticPool {
         if need_thread {
             let rx = self.rx.clone();
             let idle = self.idle.clone();
-            let spawned = std::thread::Builder::new().name("vc-consumer-task".into()).spawn(move || loop {
-                let job = rx.lock().expect("poisoned").recv_timeout(Duration::from_secs(60));
-                match job {
-                    Ok(job) => {
-                        job();
-                        idle.fetch_add(1, Ordering::AcqRel);
-                    }
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if Self::claim(&idle) {
-                            return;
+            let spawned = std::thread::Builder::new()
+                .name("vc-consumer-task".into())
+                .spawn(move || loop {
+                    let job = rx
+                        .lock()
+                        .expect("poisoned")
+                        .recv_timeout(Duration::from_secs(60));
+                    match job {
+                        Ok(job) => {
+                            job();
+                            idle.fetch_add(1, Ordering::AcqRel);
                         }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            if Self::claim(&idle) {
+                                return;
+                            }
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
                     }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                }
-            });
+                });
             if let Err(e) = spawned {
                 tracing::error!("cannot start a task thread: {e}");
             }
@@ -422,19 +464,33 @@ mod tests {
             }
             Ok(t.0 * t.0)
         };
-        serve::<Sqr, _, _, _>(proc, input.as_bytes(), buf.clone(), ServeOptions { v2, heartbeat: Duration::from_secs(3600) })
-            .unwrap();
+        serve::<Sqr, _, _, _>(
+            proc,
+            input.as_bytes(),
+            buf.clone(),
+            ServeOptions {
+                v2,
+                heartbeat: Duration::from_secs(3600),
+            },
+        )
+        .unwrap();
         // Pool threads answer asynchronously; wait for all of them.
         let want = input.lines().filter(|l| l.contains("\"id\"")).count() + 1;
         for _ in 0..200 {
-            let n = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap().lines().count();
+            let n = String::from_utf8(buf.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .count();
             if n >= want {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let mut lines: Vec<String> =
-            String::from_utf8(buf.0.lock().unwrap().clone()).unwrap().lines().map(String::from).collect();
+        let mut lines: Vec<String> = String::from_utf8(buf.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
         lines[1..].sort();
         lines
     }
@@ -445,8 +501,16 @@ mod tests {
         assert_eq!(lines[0], "sqr processor ready");
         assert_eq!(lines[1], r#"{"id":1,"err_msg":null,"output":9}"#);
         assert_eq!(lines[2], r#"{"id":2,"err_msg":"unlucky","output":null}"#);
-        assert!(lines[3].starts_with(r#"{"id":3,"err_msg":"cannot decode sqr task"#), "{}", lines[3]);
-        assert!(lines[4].starts_with(r#"{"id":4,"err_msg":"unreadable sqr request"#), "{}", lines[4]);
+        assert!(
+            lines[3].starts_with(r#"{"id":3,"err_msg":"cannot decode sqr task"#),
+            "{}",
+            lines[3]
+        );
+        assert!(
+            lines[4].starts_with(r#"{"id":4,"err_msg":"unreadable sqr request"#),
+            "{}",
+            lines[4]
+        );
         assert_eq!(lines.len(), 5);
     }
 
@@ -456,6 +520,9 @@ mod tests {
         let hello: Hello = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(hello.stage, "sqr");
         assert!(hello.has(protocol::features::CANCEL));
-        assert_eq!(lines[1], r#"{"id":1,"err_msg":"unlucky","output":null,"error":{"kind":"permanent"}}"#);
+        assert_eq!(
+            lines[1],
+            r#"{"id":1,"err_msg":"unlucky","output":null,"error":{"kind":"permanent"}}"#
+        );
     }
 }

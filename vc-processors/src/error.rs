@@ -26,7 +26,10 @@ impl std::error::Error for Classified {
 }
 
 fn tag(kind: ErrorKind, error: impl Into<anyhow::Error>) -> anyhow::Error {
-    anyhow::Error::new(Classified { kind, error: error.into() })
+    anyhow::Error::new(Classified {
+        kind,
+        error: error.into(),
+    })
 }
 
 /// The same request may succeed if tried again.
@@ -67,7 +70,9 @@ pub fn classify(err: &anyhow::Error) -> ErrorKind {
 fn is_resource_exhaustion(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
-        std::io::ErrorKind::StorageFull | std::io::ErrorKind::OutOfMemory | std::io::ErrorKind::QuotaExceeded
+        std::io::ErrorKind::StorageFull
+            | std::io::ErrorKind::OutOfMemory
+            | std::io::ErrorKind::QuotaExceeded
     ) || e.raw_os_error() == Some(libc::ENOSPC)
         || e.raw_os_error() == Some(libc::ENOMEM)
 }
@@ -95,6 +100,9 @@ mod tests {
         let io = std::io::Error::from_raw_os_error(libc::ENOSPC);
         let e = anyhow::Error::new(io).context("write sealed file");
         assert_eq!(classify(&e), ErrorKind::Resource);
-        assert_eq!(classify(&anyhow::anyhow!("bad input")), ErrorKind::Permanent);
+        assert_eq!(
+            classify(&anyhow::anyhow!("bad input")),
+            ErrorKind::Permanent
+        );
     }
 }

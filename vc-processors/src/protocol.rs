@@ -72,7 +72,12 @@ pub struct Response<O> {
 
 impl<O> Response<O> {
     pub fn ok(id: u64, output: O) -> Self {
-        Response { id, err_msg: None, output: Some(output), error: None }
+        Response {
+            id,
+            err_msg: None,
+            output: Some(output),
+            error: None,
+        }
     }
 
     pub fn err(id: u64, msg: String, kind: Option<ErrorKind>) -> Self {
@@ -226,7 +231,10 @@ pub fn truncate_line(line: &str) -> String {
 }
 
 fn malformed(reason: impl fmt::Display, line: &str) -> MalformedLine {
-    MalformedLine { reason: reason.to_string(), line: truncate_line(line) }
+    MalformedLine {
+        reason: reason.to_string(),
+        line: truncate_line(line),
+    }
 }
 
 /// Shape shared by the two directions: frames are single-key objects whose key is
@@ -252,8 +260,8 @@ impl ChildLine {
             return Ok(ChildLine::Frame(frame));
         }
         // A single-key object is a frame; one we do not know comes from a newer peer.
-        let obj: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(line).map_err(|e| malformed(format_args!("not a JSON object ({e})"), line))?;
+        let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
+            .map_err(|e| malformed(format_args!("not a JSON object ({e})"), line))?;
         match obj.keys().next() {
             Some(key) if obj.len() == 1 && !matches!(key.as_str(), "progress" | "heartbeat") => {
                 Ok(ChildLine::UnknownFrame(key.clone()))
@@ -274,7 +282,12 @@ impl ParentLine {
         }
         serde_json::from_str(line)
             .map(ParentLine::Frame)
-            .map_err(|e| malformed(format_args!("neither a request nor a known frame ({e})"), line))
+            .map_err(|e| {
+                malformed(
+                    format_args!("neither a request nor a known frame ({e})"),
+                    line,
+                )
+            })
     }
 }
 
@@ -325,12 +338,25 @@ mod tests {
 
     #[test]
     fn v1_shapes_match_damocles() {
-        let req = Request { id: 7, task: 15u64, timeout_ms: None };
-        assert_eq!(serde_json::to_string(&req).unwrap(), r#"{"id":7,"task":15}"#);
+        let req = Request {
+            id: 7,
+            task: 15u64,
+            timeout_ms: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&req).unwrap(),
+            r#"{"id":7,"task":15}"#
+        );
         let ok = Response::ok(7, 225u64);
-        assert_eq!(serde_json::to_string(&ok).unwrap(), r#"{"id":7,"err_msg":null,"output":225}"#);
+        assert_eq!(
+            serde_json::to_string(&ok).unwrap(),
+            r#"{"id":7,"err_msg":null,"output":225}"#
+        );
         let err: Response<u64> = Response::err(7, "boom".into(), None);
-        assert_eq!(serde_json::to_string(&err).unwrap(), r#"{"id":7,"err_msg":"boom","output":null}"#);
+        assert_eq!(
+            serde_json::to_string(&err).unwrap(),
+            r#"{"id":7,"err_msg":"boom","output":null}"#
+        );
     }
 
     #[test]
@@ -349,7 +375,9 @@ mod tests {
         }
         assert!(ChildLine::parse("hello world").is_err());
         assert!(ChildLine::parse(r#"{"id":1}"#).is_err());
-        assert!(matches!(ChildLine::parse(r#"{"bogus":1}"#).unwrap(), ChildLine::UnknownFrame(k) if k == "bogus"));
+        assert!(
+            matches!(ChildLine::parse(r#"{"bogus":1}"#).unwrap(), ChildLine::UnknownFrame(k) if k == "bogus")
+        );
         assert!(ChildLine::parse(r#"{"heartbeat":"x"}"#).is_err());
         assert!(ChildLine::parse(r#"{"a":1,"b":2}"#).is_err());
         let future_kind = r#"{"id":1,"err_msg":"x","output":null,"error":{"kind":"quota"}}"#;
@@ -361,14 +389,23 @@ mod tests {
 
     #[test]
     fn openings() {
-        assert_eq!(parse_opening("pc1 processor ready\n", "pc1").unwrap(), Opening::V1Ready);
+        assert_eq!(
+            parse_opening("pc1 processor ready\n", "pc1").unwrap(),
+            Opening::V1Ready
+        );
         assert!(parse_opening("pc2 processor ready", "pc1").is_err());
         let hello = serde_json::to_string(&Hello::ours("pc1")).unwrap();
-        assert!(matches!(parse_opening(&hello, "pc1").unwrap(), Opening::V2(_)));
+        assert!(matches!(
+            parse_opening(&hello, "pc1").unwrap(),
+            Opening::V2(_)
+        ));
         let future = r#"{"vc_processors":"3.0","stage":"pc1","features":[]}"#;
         assert!(parse_opening(future, "pc1").is_err());
         let newer_minor = r#"{"vc_processors":"2.7","stage":"pc1","features":["x"]}"#;
-        assert!(matches!(parse_opening(newer_minor, "pc1").unwrap(), Opening::V2(_)));
+        assert!(matches!(
+            parse_opening(newer_minor, "pc1").unwrap(),
+            Opening::V2(_)
+        ));
     }
 
     #[test]

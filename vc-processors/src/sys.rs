@@ -27,8 +27,12 @@ pub fn parse_cpuset(spec: &str) -> Result<Vec<usize>> {
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b): (usize, usize) = (
-                    a.trim().parse().with_context(|| format!("bad cpu {a:?} in cpuset {spec:?}"))?,
-                    b.trim().parse().with_context(|| format!("bad cpu {b:?} in cpuset {spec:?}"))?,
+                    a.trim()
+                        .parse()
+                        .with_context(|| format!("bad cpu {a:?} in cpuset {spec:?}"))?,
+                    b.trim()
+                        .parse()
+                        .with_context(|| format!("bad cpu {b:?} in cpuset {spec:?}"))?,
                 );
                 if a > b {
                     bail!("bad range {part:?} in cpuset {spec:?}: start after end");
@@ -36,7 +40,8 @@ pub fn parse_cpuset(spec: &str) -> Result<Vec<usize>> {
                 cpus.extend(a..=b);
             }
             None => cpus.push(
-                part.parse().with_context(|| format!("bad cpu {part:?} in cpuset {spec:?}"))?,
+                part.parse()
+                    .with_context(|| format!("bad cpu {part:?} in cpuset {spec:?}"))?,
             ),
         }
     }
@@ -82,7 +87,11 @@ impl Placement {
     /// Makes the cgroup (if permitted) and computes the masks. A cgroup that cannot
     /// be made is a warning: the CPU affinity still confines the child.
     pub fn prepare(&self) -> Result<PreparedPlacement> {
-        let mut prepared = PreparedPlacement { cgroup_procs: None, cpus: None, numa_mask: None };
+        let mut prepared = PreparedPlacement {
+            cgroup_procs: None,
+            cpus: None,
+            numa_mask: None,
+        };
         if let Some(spec) = &self.cpuset {
             let cpus = parse_cpuset(spec)?;
             // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
@@ -138,7 +147,9 @@ impl PreparedPlacement {
         }
         if let Some(set) = &self.cpus {
             // SAFETY: set is a valid cpu_set_t.
-            if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) } != 0 {
+            if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) }
+                != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
         }
@@ -146,7 +157,12 @@ impl PreparedPlacement {
             const MPOL_PREFERRED: libc::c_long = 1;
             // SAFETY: mask outlives the call; maxnode is its size in bits.
             let r = unsafe {
-                libc::syscall(libc::SYS_set_mempolicy, MPOL_PREFERRED, mask.as_ptr(), (mask.len() * 64) as libc::c_ulong)
+                libc::syscall(
+                    libc::SYS_set_mempolicy,
+                    MPOL_PREFERRED,
+                    mask.as_ptr(),
+                    (mask.len() * 64) as libc::c_ulong,
+                )
             };
             // A kernel without NUMA support refuses; memory placement is advisory.
             let _ = r;
@@ -185,14 +201,21 @@ pub fn apply_placement_from_env() {
     let placement = Placement {
         cpuset: std::env::var(CG_CPUSET_ENV).ok().filter(|s| !s.is_empty()),
         cgroup: std::env::var(CG_NAME_ENV).ok().filter(|s| !s.is_empty()),
-        numa_preferred: std::env::var(NUMA_PREFERRED_ENV).ok().and_then(|s| s.parse().ok()),
+        numa_preferred: std::env::var(NUMA_PREFERRED_ENV)
+            .ok()
+            .and_then(|s| s.parse().ok()),
     };
     if placement.is_empty() {
         return;
     }
-    let result = placement.prepare().and_then(|p| p.apply_in_child().map_err(Into::into));
+    let result = placement
+        .prepare()
+        .and_then(|p| p.apply_in_child().map_err(Into::into));
     if let Err(e) = result {
-        tracing::warn!(?placement, "cannot apply the placement from the environment: {e:#}");
+        tracing::warn!(
+            ?placement,
+            "cannot apply the placement from the environment: {e:#}"
+        );
     }
 }
 
@@ -200,10 +223,13 @@ pub fn apply_placement_from_env() {
 pub fn current_affinity() -> Result<Vec<usize>> {
     // SAFETY: zeroed cpu_set_t is valid; sched_getaffinity fills it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
+    {
         return Err(std::io::Error::last_os_error().into());
     }
-    Ok((0..libc::CPU_SETSIZE as usize).filter(|c| unsafe { libc::CPU_ISSET(*c, &set) }).collect())
+    Ok((0..libc::CPU_SETSIZE as usize)
+        .filter(|c| unsafe { libc::CPU_ISSET(*c, &set) })
+        .collect())
 }
 
 #[cfg(test)]
@@ -212,7 +238,10 @@ mod tests {
 
     #[test]
     fn cpusets_parse() {
-        assert_eq!(parse_cpuset("0-3,8,10-11").unwrap(), vec![0, 1, 2, 3, 8, 10, 11]);
+        assert_eq!(
+            parse_cpuset("0-3,8,10-11").unwrap(),
+            vec![0, 1, 2, 3, 8, 10, 11]
+        );
         assert_eq!(parse_cpuset(" 1 ").unwrap(), vec![1]);
         assert!(parse_cpuset("3-1").is_err());
         assert!(parse_cpuset("a").is_err());

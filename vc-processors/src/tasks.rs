@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use filecoin_proofs_api::seal::{
-    SealCommitPhase1Output, SealCommitPhase2Output, SealPreCommitPhase1Output, SealPreCommitPhase2Output,
+    SealCommitPhase1Output, SealCommitPhase2Output, SealPreCommitPhase1Output,
+    SealPreCommitPhase2Output,
 };
 pub use filecoin_proofs_api::{
     ChallengeSeed, Commitment, PieceInfo, ProverId, RegisteredPoStProof, RegisteredSealProof,
@@ -38,7 +39,17 @@ pub mod stage {
 
     /// Every stage that an ext-processor can serve.
     pub const EXTERNAL: [&str; 11] = [
-        ADD_PIECES, TREE_D, PC1, PC2, C2, SNAP_ENCODE, SNAP_PROVE, TRANSFER, WINDOW_POST, WINNING_POST, UNSEAL,
+        ADD_PIECES,
+        TREE_D,
+        PC1,
+        PC2,
+        C2,
+        SNAP_ENCODE,
+        SNAP_PROVE,
+        TRANSFER,
+        WINDOW_POST,
+        WINNING_POST,
+        UNSEAL,
     ];
 }
 
@@ -351,13 +362,24 @@ mod tests {
 
     #[test]
     fn post_proofs_are_base64() {
-        let out = WinningPoStOutput { proofs: vec![B64Bytes(vec![1, 2, 3])] };
-        assert_eq!(serde_json::to_string(&out).unwrap(), r#"{"proofs":["AQID"]}"#);
+        let out = WinningPoStOutput {
+            proofs: vec![B64Bytes(vec![1, 2, 3])],
+        };
+        assert_eq!(
+            serde_json::to_string(&out).unwrap(),
+            r#"{"proofs":["AQID"]}"#
+        );
     }
 
     #[test]
     fn piece_files_are_camel_case() {
-        assert_eq!(serde_json::to_string(&PieceFile::Pledge).unwrap(), r#""pledge""#);
-        assert_eq!(serde_json::to_string(&PieceFile::Url("u".into())).unwrap(), r#"{"url":"u"}"#);
+        assert_eq!(
+            serde_json::to_string(&PieceFile::Pledge).unwrap(),
+            r#""pledge""#
+        );
+        assert_eq!(
+            serde_json::to_string(&PieceFile::Url("u".into())).unwrap(),
+            r#"{"url":"u"}"#
+        );
     }
 }

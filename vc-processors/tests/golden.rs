@@ -12,14 +12,17 @@ use vc_processors::tasks::{self, *};
 use vc_processors::Task;
 
 fn golden(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn round_trip<V: Serialize + DeserializeOwned>(name: &str) {
     let text = golden(name);
     let wire = text.strip_suffix('\n').unwrap_or(&text);
-    let value: V = serde_json::from_str(wire).unwrap_or_else(|e| panic!("{name} does not decode: {e}"));
+    let value: V =
+        serde_json::from_str(wire).unwrap_or_else(|e| panic!("{name} does not decode: {e}"));
     let again = serde_json::to_string(&value).unwrap();
     assert!(again == wire, "{name} does not round-trip byte for byte");
 }

@@ -241,7 +241,9 @@ pub fn ensure(sets: &[ParamSet], progress: &mut dyn Progress) -> Result<()> {
         std::env::var_os(PARAMETER_CACHE_ENV)
             .with_context(|| format!("{PARAMETER_CACHE_ENV} is not set"))?,
     );
-    if sets.iter().try_fold(true, |all, s| Ok::<_, anyhow::Error>(all && is_present(&dir, *s)?))? {
+    if sets.iter().try_fold(true, |all, s| {
+        Ok::<_, anyhow::Error>(all && is_present(&dir, *s)?)
+    })? {
         sets.iter().for_each(|s| progress.skip(*s));
         return Ok(());
     }

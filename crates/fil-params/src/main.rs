@@ -60,7 +60,11 @@ impl Progress for Bar {
                 if flag.load(Ordering::Relaxed) {
                     return;
                 }
-                eprintln!("    still generating {} ({} so far)", set.name(), human(started.elapsed()));
+                eprintln!(
+                    "    still generating {} ({} so far)",
+                    set.name(),
+                    human(started.elapsed())
+                );
             });
             self.ticker = Some(stop);
             return;
@@ -106,8 +110,7 @@ fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
     let cli = Cli::parse();
@@ -133,13 +136,23 @@ fn main() -> Result<()> {
                  use them for tests and devnets only.\nparameter cache: {}",
                 dir.display()
             );
-            fil_params::ensure(&sets, &mut Bar { spinner: None, ticker: None })?;
+            fil_params::ensure(
+                &sets,
+                &mut Bar {
+                    spinner: None,
+                    ticker: None,
+                },
+            )?;
         }
         Cmd::Check => {
             let mut missing = 0;
             for set in ParamSet::ALL {
                 let ok = fil_params::is_present(&dir, set)?;
-                println!("{:<20} {}", set.name(), if ok { "present" } else { "missing" });
+                println!(
+                    "{:<20} {}",
+                    set.name(),
+                    if ok { "present" } else { "missing" }
+                );
                 missing += usize::from(!ok);
             }
             if missing > 0 {

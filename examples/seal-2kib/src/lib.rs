@@ -52,7 +52,8 @@ impl Children {
     /// Spawns `<worker_bin> processor <stage>` for every stage.
     pub async fn spawn(worker_bin: &Path) -> Result<Children> {
         let one = |stage: &str| {
-            let cfg = ProducerConfig::new(stage, worker_bin, vec!["processor".into(), stage.into()]);
+            let cfg =
+                ProducerConfig::new(stage, worker_bin, vec!["processor".into(), stage.into()]);
             async move { Producer::spawn(cfg).await.map_err(anyhow::Error::from) }
         };
         Ok(Children {
@@ -79,7 +80,12 @@ impl Report {
     }
 }
 
-async fn step<T>(mode: &Mode, p: impl Fn(&Children) -> &Producer, task: T, direct: impl FnOnce(T) -> Result<T::Output>) -> Result<T::Output>
+async fn step<T>(
+    mode: &Mode,
+    p: impl Fn(&Children) -> &Producer,
+    task: T,
+    direct: impl FnOnce(T) -> Result<T::Output>,
+) -> Result<T::Output>
 where
     T: Task + Clone,
     BuiltinProcessor: Processor<T>,
@@ -93,7 +99,12 @@ where
 
 /// Seals sector `sector_num` in `dir`, verifies the proof and runs a window PoSt
 /// over it, timing each stage. `progress` is told each stage as it starts.
-pub async fn seal_and_prove(mode: &Mode, dir: &Path, sector_num: u64, progress: &mut dyn FnMut(&str)) -> Result<Report> {
+pub async fn seal_and_prove(
+    mode: &Mode,
+    dir: &Path,
+    sector_num: u64,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Report> {
     let (staged, cache, sealed) = (dir.join("staged"), dir.join("cache"), dir.join("sealed"));
     std::fs::create_dir_all(&cache).with_context(|| format!("create {}", cache.display()))?;
     let prover = prover_id(MINER);
@@ -107,16 +118,36 @@ pub async fn seal_and_prove(mode: &Mode, dir: &Path, sector_num: u64, progress: 
     let t = Instant::now();
     let add = AddPieces {
         seal_proof_type: SEAL_PROOF,
-        pieces: vec![Piece { piece_file: PieceFile::Pledge, payload_size: 0, piece_size: UnpaddedBytesAmount(2032) }],
+        pieces: vec![Piece {
+            piece_file: PieceFile::Pledge,
+            payload_size: 0,
+            piece_size: UnpaddedBytesAmount(2032),
+        }],
         staged_filepath: staged.clone(),
     };
-    let pieces = step(mode, |c| &c.add_pieces, add, |t| vc_processors::builtin::add_pieces(&t)).await?;
+    let pieces = step(
+        mode,
+        |c| &c.add_pieces,
+        add,
+        |t| vc_processors::builtin::add_pieces(&t),
+    )
+    .await?;
     clock("add_pieces", t);
 
     progress("tree_d");
     let t = Instant::now();
-    let td = TreeD { registered_proof: SEAL_PROOF, staged_file: staged.clone(), cache_dir: cache.clone() };
-    step(mode, |c| &c.tree_d, td, |t| vc_processors::builtin::tree_d(&t).map(|_| true)).await?;
+    let td = TreeD {
+        registered_proof: SEAL_PROOF,
+        staged_file: staged.clone(),
+        cache_dir: cache.clone(),
+    };
+    step(
+        mode,
+        |c| &c.tree_d,
+        td,
+        |t| vc_processors::builtin::tree_d(&t).map(|_| true),
+    )
+    .await?;
     clock("tree_d", t);
 
     progress("pc1");
@@ -132,56 +163,147 @@ pub async fn seal_and_prove(mode: &Mode, dir: &Path, sector_num: u64, progress: 
         ticket,
         piece_infos: pieces.clone(),
     };
-    let pc1out = step(mode, |c| &c.pc1, pc1, |t| {
-        seal::seal_pre_commit_phase1(t.registered_proof, &t.cache_path, &t.in_path, &t.out_path, t.prover_id, t.sector_id, t.ticket, &t.piece_infos)
-    })
+    let pc1out = step(
+        mode,
+        |c| &c.pc1,
+        pc1,
+        |t| {
+            seal::seal_pre_commit_phase1(
+                t.registered_proof,
+                &t.cache_path,
+                &t.in_path,
+                &t.out_path,
+                t.prover_id,
+                t.sector_id,
+                t.ticket,
+                &t.piece_infos,
+            )
+        },
+    )
     .await?;
     clock("pc1", t);
 
     progress("pc2");
     let t = Instant::now();
-    let pc2 = PC2 { pc1out, cache_dir: cache.clone(), sealed_file: sealed.clone() };
-    let pc2out = step(mode, |c| &c.pc2, pc2, |t| seal::seal_pre_commit_phase2(t.pc1out, &t.cache_dir, &t.sealed_file)).await?;
+    let pc2 = PC2 {
+        pc1out,
+        cache_dir: cache.clone(),
+        sealed_file: sealed.clone(),
+    };
+    let pc2out = step(
+        mode,
+        |c| &c.pc2,
+        pc2,
+        |t| seal::seal_pre_commit_phase2(t.pc1out, &t.cache_dir, &t.sealed_file),
+    )
+    .await?;
     clock("pc2", t);
 
     progress("c1");
     let t = Instant::now();
-    let c1out = seal_commit_phase1(&cache, &sealed, prover, sector, ticket, seed, pc2out.clone(), &pieces)?;
+    let c1out = seal_commit_phase1(
+        &cache,
+        &sealed,
+        prover,
+        sector,
+        ticket,
+        seed,
+        pc2out.clone(),
+        &pieces,
+    )?;
     clock("c1", t);
 
     progress("c2");
     let t = Instant::now();
-    let c2 = C2 { c1out, prover_id: prover, sector_id: sector, miner_id: MINER };
-    let c2out = step(mode, |c| &c.c2, c2, |t| seal::seal_commit_phase2(t.c1out, t.prover_id, t.sector_id)).await?;
+    let c2 = C2 {
+        c1out,
+        prover_id: prover,
+        sector_id: sector,
+        miner_id: MINER,
+    };
+    let c2out = step(
+        mode,
+        |c| &c.c2,
+        c2,
+        |t| seal::seal_commit_phase2(t.c1out, t.prover_id, t.sector_id),
+    )
+    .await?;
     clock("c2", t);
 
     progress("verify");
-    let ok = seal::verify_seal(SEAL_PROOF, pc2out.comm_r, pc2out.comm_d, prover, sector, ticket, seed, &c2out.proof)?;
+    let ok = seal::verify_seal(
+        SEAL_PROOF,
+        pc2out.comm_r,
+        pc2out.comm_d,
+        prover,
+        sector,
+        ticket,
+        seed,
+        &c2out.proof,
+    )?;
     ensure!(ok, "the seal proof of sector {sector_num} does not verify");
 
     progress("window_post");
     let t = Instant::now();
     let mut post_seed = [sector_num as u8; 32];
     post_seed[31] &= 0x3f;
-    let replica = PoStReplicaInfo { sector_id: sector, comm_r: pc2out.comm_r, cache_dir: cache.clone(), sealed_file: sealed.clone() };
-    let wp = WindowPoSt { miner_id: MINER, proof_type: WINDOW_PROOF, replicas: vec![replica], seed: post_seed };
-    let wout = step(mode, |c| &c.window_post, wp, |t| {
-        let replicas = BTreeMap::from([(sector, filecoin_proofs_api::PrivateReplicaInfo::new(t.proof_type, pc2out.comm_r, cache.clone(), sealed.clone()))]);
-        let proofs = post::generate_window_post(&t.seed, &replicas, prover)?;
-        Ok(WindowPoStOutput { proofs: proofs.into_iter().map(|(_, p)| B64Bytes(p)).collect(), faults: vec![] })
-    })
+    let replica = PoStReplicaInfo {
+        sector_id: sector,
+        comm_r: pc2out.comm_r,
+        cache_dir: cache.clone(),
+        sealed_file: sealed.clone(),
+    };
+    let wp = WindowPoSt {
+        miner_id: MINER,
+        proof_type: WINDOW_PROOF,
+        replicas: vec![replica],
+        seed: post_seed,
+    };
+    let wout = step(
+        mode,
+        |c| &c.window_post,
+        wp,
+        |t| {
+            let replicas = BTreeMap::from([(
+                sector,
+                filecoin_proofs_api::PrivateReplicaInfo::new(
+                    t.proof_type,
+                    pc2out.comm_r,
+                    cache.clone(),
+                    sealed.clone(),
+                ),
+            )]);
+            let proofs = post::generate_window_post(&t.seed, &replicas, prover)?;
+            Ok(WindowPoStOutput {
+                proofs: proofs.into_iter().map(|(_, p)| B64Bytes(p)).collect(),
+                faults: vec![],
+            })
+        },
+    )
     .await?;
     clock("window_post", t);
-    ensure!(wout.faults.is_empty(), "window post reported faults {:?}", wout.faults);
+    ensure!(
+        wout.faults.is_empty(),
+        "window post reported faults {:?}",
+        wout.faults
+    );
     let public = BTreeMap::from([(sector, PublicReplicaInfo::new(WINDOW_PROOF, pc2out.comm_r))]);
     ensure!(
-        post::verify_window_post(&post_seed, &[(WINDOW_PROOF, &wout.proofs[0].0[..])], &public, prover)?,
+        post::verify_window_post(
+            &post_seed,
+            &[(WINDOW_PROOF, &wout.proofs[0].0[..])],
+            &public,
+            prover
+        )?,
         "the window PoSt proof does not verify"
     );
 
-    Ok(Report { timings, comm_r: pc2out.comm_r, proof_len: c2out.proof.len() })
+    Ok(Report {
+        timings,
+        comm_r: pc2out.comm_r,
+        proof_len: c2out.proof.len(),
+    })
 }
-
 
 /// A fresh working directory under `base` for one run.
 pub fn run_dir(base: &Path, label: &str) -> Result<PathBuf> {

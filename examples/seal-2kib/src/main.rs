@@ -26,13 +26,21 @@ struct Cli {
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .init();
     let cli = Cli::parse();
     let params = fil_params::configure_process_env();
     let sets = [ParamSet::Porep2KiB, ParamSet::WindowPost2KiB];
-    if !sets.iter().all(|s| fil_params::is_present(&params, *s).unwrap_or(false)) {
-        eprintln!("generating 2KiB test parameters into {} (once per machine, ~20 min)...", params.display());
+    if !sets
+        .iter()
+        .all(|s| fil_params::is_present(&params, *s).unwrap_or(false))
+    {
+        eprintln!(
+            "generating 2KiB test parameters into {} (once per machine, ~20 min)...",
+            params.display()
+        );
     }
     fil_params::ensure(&sets, &mut fil_params::Quiet).context("proof parameters")?;
 
@@ -40,7 +48,11 @@ async fn main() -> Result<()> {
         Some(p) => p,
         None => std::env::current_exe()?.with_file_name("damocles-worker"),
     };
-    anyhow::ensure!(worker.exists(), "{} not found: build it with `cargo build -p damocles-worker`", worker.display());
+    anyhow::ensure!(
+        worker.exists(),
+        "{} not found: build it with `cargo build -p damocles-worker`",
+        worker.display()
+    );
     let tmp;
     let base = match cli.work_dir {
         Some(d) => d,
@@ -51,11 +63,18 @@ async fn main() -> Result<()> {
     };
     let dir = run_dir(&base, "sector-1")?;
 
-    eprintln!("spawning ext-processors: {} processor <stage>", worker.display());
+    eprintln!(
+        "spawning ext-processors: {} processor <stage>",
+        worker.display()
+    );
     let mode = Mode::External(Children::spawn(&worker).await?);
     let started = Instant::now();
     let report = seal_and_prove(&mode, &dir, 1, &mut |stage| eprintln!("  {stage} ...")).await?;
-    println!("sealed and proved sector 1 of miner f0{} in {:.1?}", example_seal_2kib::MINER, started.elapsed());
+    println!(
+        "sealed and proved sector 1 of miner f0{} in {:.1?}",
+        example_seal_2kib::MINER,
+        started.elapsed()
+    );
     println!("  comm_r       {}", hex(&report.comm_r));
     println!("  seal proof   {} bytes, verified", report.proof_len);
     println!("  window PoSt  verified");

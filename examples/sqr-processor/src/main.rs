@@ -22,6 +22,7 @@ impl Task for Sqr {
 
 fn main() -> anyhow::Result<()> {
     run_consumer(|Sqr(n): Sqr, _ctx: &Ctx| {
-        n.checked_mul(n).ok_or_else(|| anyhow::anyhow!("{n} squared overflows a u64"))
+        n.checked_mul(n)
+            .ok_or_else(|| anyhow::anyhow!("{n} squared overflows a u64"))
     })
 }

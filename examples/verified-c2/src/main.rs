@@ -47,7 +47,10 @@ impl Processor<C2> for VerifiedC2 {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     fil_params::configure_process_env();
     run_consumer(VerifiedC2)
 }

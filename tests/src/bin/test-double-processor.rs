@@ -52,7 +52,9 @@ fn echo(t: Echo, ctx: &Ctx) -> anyhow::Result<Value> {
         }
     }
     if v.get("fail").is_some() {
-        return Err(vc_processors::error::resource(anyhow::anyhow!("asked to fail")));
+        return Err(vc_processors::error::resource(anyhow::anyhow!(
+            "asked to fail"
+        )));
     }
     Ok(t.0)
 }
@@ -87,12 +89,18 @@ fn main() -> anyhow::Result<()> {
             "v1-strict" => {
                 // A damocles-era child: anything beyond {"id","task"} is a violation.
                 let v: Value = serde_json::from_str(&line)?;
-                let keys: Vec<&String> = v.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+                let keys: Vec<&String> = v
+                    .as_object()
+                    .map(|o| o.keys().collect())
+                    .unwrap_or_default();
                 if keys.len() != 2 || v.get("id").is_none() || v.get("task").is_none() {
                     eprintln!("v1-strict: received a non-v1 line: {line}");
                     std::process::exit(3);
                 }
-                out(&format!(r#"{{"id":{},"err_msg":null,"output":{}}}"#, v["id"], v["task"]));
+                out(&format!(
+                    r#"{{"id":{},"err_msg":null,"output":{}}}"#,
+                    v["id"], v["task"]
+                ));
             }
             "garbage" => out("this is not json at all"),
             "mute" => {}
@@ -100,7 +108,10 @@ fn main() -> anyhow::Result<()> {
                 held.push(serde_json::from_str(&line)?);
                 if held.len() == 3 {
                     for v in held.drain(..).rev() {
-                        out(&format!(r#"{{"id":{},"err_msg":null,"output":{}}}"#, v["id"], v["task"]));
+                        out(&format!(
+                            r#"{{"id":{},"err_msg":null,"output":{}}}"#,
+                            v["id"], v["task"]
+                        ));
                     }
                 }
             }

@@ -78,7 +78,13 @@ impl Processor<C2> for BuiltinProcessor {
         catch_panic(|| {
             seal::seal_commit_phase2(t.c1out, t.prover_id, t.sector_id)
                 .map_err(params_hint)
-                .with_context(|| format!("c2 of sector {} of miner {}", u64::from(t.sector_id), t.miner_id))
+                .with_context(|| {
+                    format!(
+                        "c2 of sector {} of miner {}",
+                        u64::from(t.sector_id),
+                        t.miner_id
+                    )
+                })
         })
     }
 }
@@ -87,10 +93,27 @@ impl Processor<SnapEncode> for BuiltinProcessor {
     fn process(&self, t: SnapEncode, _: &Ctx) -> Result<SnapEncodeOutput> {
         catch_panic(|| {
             must_exist(&t.sector_path, "snap_encode: sealed sector (sector_path)")?;
-            must_exist(&t.sector_cache_path, "snap_encode: sector cache (sector_cache_path)")?;
-            must_exist(&t.staged_data_path, "snap_encode: staged data (staged_data_path)")?;
+            must_exist(
+                &t.sector_cache_path,
+                "snap_encode: sector cache (sector_cache_path)",
+            )?;
+            must_exist(
+                &t.staged_data_path,
+                "snap_encode: staged data (staged_data_path)",
+            )?;
             ensure_dir(&t.new_cache_path, "snap_encode: new cache dir")?;
             ensure_file(&t.new_replica_path, "snap_encode: new replica file")?;
+            // The library wants the new replica as large as the sector key.
+            let key_len = fs::metadata(&t.sector_path)?.len();
+            let replica = OpenOptions::new().write(true).open(&t.new_replica_path)?;
+            if replica.metadata()?.len() != key_len {
+                replica.set_len(key_len).with_context(|| {
+                    format!(
+                        "snap_encode: size new replica {}",
+                        t.new_replica_path.display()
+                    )
+                })?;
+            }
             let out = update::empty_sector_update_encode_into(
                 t.registered_proof,
                 &t.new_replica_path,
@@ -113,7 +136,11 @@ impl Processor<SnapEncode> for BuiltinProcessor {
 impl Processor<SnapProve> for BuiltinProcessor {
     fn process(&self, t: SnapProve, _: &Ctx) -> Result<SnapProveOutput> {
         catch_panic(|| {
-            let vanilla = t.vannilla_proofs.into_iter().map(filecoin_proofs_api::PartitionProofBytes).collect();
+            let vanilla = t
+                .vannilla_proofs
+                .into_iter()
+                .map(filecoin_proofs_api::PartitionProofBytes)
+                .collect();
             update::generate_empty_sector_update_proof_with_vanilla(
                 t.registered_proof,
                 vanilla,
@@ -147,7 +174,9 @@ impl Processor<WinningPoSt> for BuiltinProcessor {
             let proofs = post::generate_winning_post(&t.seed, &replicas, prover_id(t.miner_id))
                 .map_err(params_hint)
                 .with_context(|| format!("winning post of miner {}", t.miner_id))?;
-            Ok(WinningPoStOutput { proofs: proofs.into_iter().map(|(_, p)| B64Bytes(p)).collect() })
+            Ok(WinningPoStOutput {
+                proofs: proofs.into_iter().map(|(_, p)| B64Bytes(p)).collect(),
+            })
         })
     }
 }
@@ -162,7 +191,9 @@ impl Processor<Unseal> for BuiltinProcessor {
                 .write(true)
                 .truncate(true)
                 .open(&t.unsealed_output)
-                .with_context(|| format!("unseal: create output {}", t.unsealed_output.display()))?;
+                .with_context(|| {
+                    format!("unseal: create output {}", t.unsealed_output.display())
+                })?;
             seal::get_unsealed_range_mapped(
                 t.registered_proof,
                 t.cache_dir.clone(),
@@ -189,7 +220,8 @@ pub fn tree_d(t: &TreeD) -> Result<()> {
     must_exist(&t.staged_file, "tree_d: staged file")?;
     ensure_dir(&t.cache_dir, "tree_d: cache dir")?;
     let sector_size = u64::from(t.registered_proof.sector_size()) as usize;
-    let file = fs::File::open(&t.staged_file).with_context(|| format!("tree_d: open {}", t.staged_file.display()))?;
+    let file = fs::File::open(&t.staged_file)
+        .with_context(|| format!("tree_d: open {}", t.staged_file.display()))?;
     let len = file.metadata()?.len() as usize;
     ensure!(
         len == sector_size,
@@ -222,8 +254,17 @@ pub fn seal_commit_phase1(
     catch_panic(|| {
         must_exist(cache_path, "c1: cache dir")?;
         must_exist(sealed_file, "c1: sealed file")?;
-        seal::seal_commit_phase1(cache_path, sealed_file, prover_id, sector_id, ticket, seed, pre_commit, piece_infos)
-            .with_context(|| format!("c1 of sector {}", u64::from(sector_id)))
+        seal::seal_commit_phase1(
+            cache_path,
+            sealed_file,
+            prover_id,
+            sector_id,
+            ticket,
+            seed,
+            pre_commit,
+            piece_infos,
+        )
+        .with_context(|| format!("c1 of sector {}", u64::from(sector_id)))
     })
 }
 
@@ -238,22 +279,38 @@ fn window_post(t: &WindowPoSt) -> Result<WindowPoStOutput> {
         .map(|r| u64::from(r.sector_id))
         .collect();
     if !faults.is_empty() {
-        tracing::warn!(miner = t.miner_id, ?faults, "window post: sectors with missing files");
-        return Ok(WindowPoStOutput { proofs: vec![], faults });
+        tracing::warn!(
+            miner = t.miner_id,
+            ?faults,
+            "window post: sectors with missing files"
+        );
+        return Ok(WindowPoStOutput {
+            proofs: vec![],
+            faults,
+        });
     }
     let replicas = private_replicas(t.proof_type, &t.replicas)?;
     match post::generate_window_post(&t.seed, &replicas, prover_id(t.miner_id)) {
-        Ok(proofs) => {
-            Ok(WindowPoStOutput { proofs: proofs.into_iter().map(|(_, p)| B64Bytes(p)).collect(), faults: vec![] })
-        }
+        Ok(proofs) => Ok(WindowPoStOutput {
+            proofs: proofs.into_iter().map(|(_, p)| B64Bytes(p)).collect(),
+            faults: vec![],
+        }),
         Err(e) => {
-            let faults = e.chain().find_map(|c| match c.downcast_ref::<StorageProofsError>() {
-                Some(StorageProofsError::FaultySectors(s)) => Some(s.iter().map(|id| u64::from(*id)).collect()),
-                _ => None,
-            });
+            let faults = e
+                .chain()
+                .find_map(|c| match c.downcast_ref::<StorageProofsError>() {
+                    Some(StorageProofsError::FaultySectors(s)) => {
+                        Some(s.iter().map(|id| u64::from(*id)).collect())
+                    }
+                    _ => None,
+                });
             match faults {
-                Some(faults) => Ok(WindowPoStOutput { proofs: vec![], faults }),
-                None => Err(params_hint(e)).with_context(|| format!("window post of miner {}", t.miner_id)),
+                Some(faults) => Ok(WindowPoStOutput {
+                    proofs: vec![],
+                    faults,
+                }),
+                None => Err(params_hint(e))
+                    .with_context(|| format!("window post of miner {}", t.miner_id)),
             }
         }
     }
@@ -270,10 +327,18 @@ fn private_replicas(
     for r in replicas {
         let prev = out.insert(
             r.sector_id,
-            PrivateReplicaInfo::new(proof_type, r.comm_r, r.cache_dir.clone(), r.sealed_file.clone()),
+            PrivateReplicaInfo::new(
+                proof_type,
+                r.comm_r,
+                r.cache_dir.clone(),
+                r.sealed_file.clone(),
+            ),
         );
         if prev.is_some() {
-            return Err(permanent(anyhow!("sector {} is listed twice", u64::from(r.sector_id))));
+            return Err(permanent(anyhow!(
+                "sector {} is listed twice",
+                u64::from(r.sector_id)
+            )));
         }
     }
     Ok(out)
@@ -323,7 +388,10 @@ fn ensure_file(p: &Path, what: &str) -> Result<()> {
 
 fn replica_files_present(r: &PoStReplicaInfo, sector_size: u64) -> bool {
     let sealed_ok = fs::metadata(&r.sealed_file).is_ok_and(|m| m.is_file() && m.len() > 0);
-    sealed_ok && persisted_cache_files(sector_size).iter().all(|f| r.cache_dir.join(f).is_file())
+    sealed_ok
+        && persisted_cache_files(sector_size)
+            .iter()
+            .all(|f| r.cache_dir.join(f).is_file())
 }
 
 /// The files a sealed sector of `sector_size` bytes keeps in its cache dir after
@@ -338,7 +406,9 @@ pub fn persisted_cache_files(sector_size: u64) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = if trees == 1 {
         vec!["sc-02-data-tree-r-last.dat".into()]
     } else {
-        (0..trees).map(|i| format!("sc-02-data-tree-r-last-{i}.dat").into()).collect()
+        (0..trees)
+            .map(|i| format!("sc-02-data-tree-r-last-{i}.dat").into())
+            .collect()
     };
     files.push("p_aux".into());
     files.push("t_aux".into());

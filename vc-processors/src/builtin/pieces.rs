@@ -21,12 +21,23 @@ pub fn add_pieces(t: &AddPieces) -> Result<Vec<PieceInfo>> {
         .write(true)
         .truncate(true)
         .open(&t.staged_filepath)
-        .with_context(|| format!("add_pieces: open staged file {}", t.staged_filepath.display()))?;
+        .with_context(|| {
+            format!(
+                "add_pieces: open staged file {}",
+                t.staged_filepath.display()
+            )
+        })?;
 
     let filler;
     let pieces = if t.pieces.is_empty() {
-        let size = UnpaddedBytesAmount::from(PaddedBytesAmount(u64::from(t.seal_proof_type.sector_size())));
-        filler = [Piece { piece_file: PieceFile::Pledge, payload_size: 0, piece_size: size }];
+        let size = UnpaddedBytesAmount::from(PaddedBytesAmount(u64::from(
+            t.seal_proof_type.sector_size(),
+        )));
+        filler = [Piece {
+            piece_file: PieceFile::Pledge,
+            payload_size: 0,
+            piece_size: size,
+        }];
         &filler[..]
     } else {
         &t.pieces[..]
@@ -41,9 +52,17 @@ pub fn add_pieces(t: &AddPieces) -> Result<Vec<PieceInfo>> {
             piece.payload_size
         );
         let source = open(&piece.piece_file).with_context(|| format!("add_pieces: piece {i}"))?;
-        let source = source.take(piece.payload_size).chain(io::repeat(0).take(size - piece.payload_size));
-        let (info, _) = seal::write_and_preprocess(t.seal_proof_type, source, &mut staged, piece.piece_size)
-            .with_context(|| format!("add_pieces: write piece {i} into {}", t.staged_filepath.display()))?;
+        let source = source
+            .take(piece.payload_size)
+            .chain(io::repeat(0).take(size - piece.payload_size));
+        let (info, _) =
+            seal::write_and_preprocess(t.seal_proof_type, source, &mut staged, piece.piece_size)
+                .with_context(|| {
+                    format!(
+                        "add_pieces: write piece {i} into {}",
+                        t.staged_filepath.display()
+                    )
+                })?;
         infos.push(info);
     }
     staged.sync_all().context("add_pieces: sync staged file")?;
@@ -54,7 +73,8 @@ fn open(f: &PieceFile) -> Result<Box<dyn Read>> {
     match f {
         PieceFile::Pledge => Ok(Box::new(io::repeat(0))),
         PieceFile::Local(p) => {
-            let file = std::fs::File::open(p).map_err(|e| permanent(anyhow!("open local piece {}: {e}", p.display())))?;
+            let file = std::fs::File::open(p)
+                .map_err(|e| permanent(anyhow!("open local piece {}: {e}", p.display())))?;
             Ok(Box::new(io::BufReader::new(file)))
         }
         PieceFile::Url(url) => fetch(url),
@@ -73,12 +93,18 @@ fn fetch(url: &str) -> Result<Box<dyn Read>> {
         Err(e) => return Err(retryable(anyhow!("GET {url}: {e}"))),
     };
     if (300..400).contains(&resp.status()) {
-        let location = resp.header("Location").ok_or_else(|| anyhow!("GET {url}: redirect without Location"))?;
-        let mut req = agent.get(location).set("X-VENUS-API-NAMESPACE", "v1.IMarket");
+        let location = resp
+            .header("Location")
+            .ok_or_else(|| anyhow!("GET {url}: redirect without Location"))?;
+        let mut req = agent
+            .get(location)
+            .set("X-VENUS-API-NAMESPACE", "v1.IMarket");
         if let Ok(token) = std::env::var(PIECE_TOKEN_ENV) {
             req = req.set("Authorization", &format!("Bearer {token}"));
         }
-        let resp = req.call().map_err(|e| retryable(anyhow!("GET {location} (redirected from {url}): {e}")))?;
+        let resp = req
+            .call()
+            .map_err(|e| retryable(anyhow!("GET {location} (redirected from {url}): {e}")))?;
         return Ok(Box::new(resp.into_reader()));
     }
     Ok(Box::new(resp.into_reader()))

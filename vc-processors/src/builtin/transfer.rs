@@ -15,8 +15,12 @@ use crate::tasks::{Transfer, TransferItem};
 pub fn transfer(t: &Transfer, disable_link: bool) -> Result<()> {
     for (i, route) in t.routes.iter().enumerate() {
         let src = resolve(t, &route.src).with_context(|| format!("transfer route {i}: source"))?;
-        let dest = resolve(t, &route.dest).with_context(|| format!("transfer route {i}: destination"))?;
-        let opt = route.opt.clone().unwrap_or(crate::tasks::TransferOption { is_dir: false, allow_link: false });
+        let dest =
+            resolve(t, &route.dest).with_context(|| format!("transfer route {i}: destination"))?;
+        let opt = route.opt.clone().unwrap_or(crate::tasks::TransferOption {
+            is_dir: false,
+            allow_link: false,
+        });
         one(&src, &dest, opt.is_dir, opt.allow_link && !disable_link)
             .with_context(|| format!("transfer {} -> {}", src.display(), dest.display()))?;
     }
@@ -28,27 +32,45 @@ pub fn transfer(t: &Transfer, disable_link: bool) -> Result<()> {
 fn resolve(t: &Transfer, item: &TransferItem) -> Result<PathBuf> {
     let Some(name) = &item.store_name else {
         if !item.uri.is_absolute() {
-            return Err(permanent(anyhow!("{} is not an absolute path", item.uri.display())));
+            return Err(permanent(anyhow!(
+                "{} is not an absolute path",
+                item.uri.display()
+            )));
         }
         return Ok(item.uri.clone());
     };
-    let store = t.stores.get(name).ok_or_else(|| permanent(anyhow!("store {name:?} is not in the task's stores")))?;
+    let store = t
+        .stores
+        .get(name)
+        .ok_or_else(|| permanent(anyhow!("store {name:?} is not in the task's stores")))?;
     let root = store
         .meta
         .as_ref()
         .and_then(|m| m.get("path"))
         .ok_or_else(|| permanent(anyhow!("store {name:?} has no local `path` in its meta")))?;
     let rel = item.uri.strip_prefix("/").unwrap_or(&item.uri);
-    if rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(permanent(anyhow!("{} leaves store {name:?}", item.uri.display())));
+    if rel
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(permanent(anyhow!(
+            "{} leaves store {name:?}",
+            item.uri.display()
+        )));
     }
     Ok(Path::new(root).join(rel))
 }
 
 fn one(src: &Path, dest: &Path, is_dir: bool, link: bool) -> Result<()> {
-    let meta = fs::metadata(src).map_err(|e| permanent(anyhow!("source {}: {e}", src.display())))?;
+    let meta =
+        fs::metadata(src).map_err(|e| permanent(anyhow!("source {}: {e}", src.display())))?;
     if meta.is_dir() != is_dir {
-        bail!("source {} is {}, the route says {}", src.display(), kind(meta.is_dir()), kind(is_dir));
+        bail!(
+            "source {} is {}, the route says {}",
+            src.display(),
+            kind(meta.is_dir()),
+            kind(is_dir)
+        );
     }
     if let Ok(existing) = fs::symlink_metadata(dest) {
         if existing.file_type().is_symlink() {
@@ -59,7 +81,11 @@ fn one(src: &Path, dest: &Path, is_dir: bool, link: bool) -> Result<()> {
     if let Ok(existing) = fs::symlink_metadata(dest) {
         let existing_dir = existing.is_dir();
         if existing_dir != is_dir {
-            bail!("destination {} exists and is {}", dest.display(), kind(existing_dir));
+            bail!(
+                "destination {} exists and is {}",
+                dest.display(),
+                kind(existing_dir)
+            );
         }
         if existing_dir {
             fs::remove_dir_all(dest)
@@ -72,7 +98,8 @@ fn one(src: &Path, dest: &Path, is_dir: bool, link: bool) -> Result<()> {
         fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
     }
     if link {
-        return std::os::unix::fs::symlink(src, dest).with_context(|| format!("link {}", dest.display()));
+        return std::os::unix::fs::symlink(src, dest)
+            .with_context(|| format!("link {}", dest.display()));
     }
     if is_dir {
         copy_dir(src, dest)
@@ -90,12 +117,20 @@ fn kind(dir: bool) -> &'static str {
 }
 
 fn copy_file(src: &Path, dest: &Path) -> Result<()> {
-    let name = dest.file_name().ok_or_else(|| anyhow!("destination {} has no file name", dest.display()))?;
+    let name = dest
+        .file_name()
+        .ok_or_else(|| anyhow!("destination {} has no file name", dest.display()))?;
     let tmp = dest.with_file_name(format!(".{}.partial", name.to_string_lossy()));
     let result = fs::copy(src, &tmp)
         .with_context(|| format!("copy to {}", tmp.display()))
-        .and_then(|_| fs::File::open(&tmp).and_then(|f| f.sync_all()).context("sync"))
-        .and_then(|_| fs::rename(&tmp, dest).with_context(|| format!("rename into {}", dest.display())));
+        .and_then(|_| {
+            fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .context("sync")
+        })
+        .and_then(|_| {
+            fs::rename(&tmp, dest).with_context(|| format!("rename into {}", dest.display()))
+        });
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -126,8 +161,14 @@ mod tests {
         Transfer {
             stores: Default::default(),
             routes: vec![TransferRoute {
-                src: TransferItem { store_name: None, uri: src.into() },
-                dest: TransferItem { store_name: None, uri: dest.into() },
+                src: TransferItem {
+                    store_name: None,
+                    uri: src.into(),
+                },
+                dest: TransferItem {
+                    store_name: None,
+                    uri: dest.into(),
+                },
                 opt: Some(TransferOption { is_dir, allow_link }),
             }],
         }
@@ -146,7 +187,10 @@ mod tests {
 
         let file_dest = d.path().join("out/sealed");
         transfer(&route(&src.join("p_aux"), &file_dest, false, true), false).unwrap();
-        assert!(fs::symlink_metadata(&file_dest).unwrap().file_type().is_symlink());
+        assert!(fs::symlink_metadata(&file_dest)
+            .unwrap()
+            .file_type()
+            .is_symlink());
         transfer(&route(&src.join("p_aux"), &file_dest, false, true), true).unwrap();
         assert!(fs::symlink_metadata(&file_dest).unwrap().is_file());
         assert_eq!(fs::read(&file_dest).unwrap(), b"aux");
@@ -158,8 +202,18 @@ mod tests {
         let f = d.path().join("f");
         fs::write(&f, b"x").unwrap();
         let err = transfer(&route(&f, &d.path().join("g"), true, false), false).unwrap_err();
-        assert!(format!("{err:#}").contains("is a file, the route says a directory"), "{err:#}");
-        let err = transfer(&route(Path::new("rel"), &d.path().join("g"), false, false), false).unwrap_err();
-        assert!(format!("{err:#}").contains("not an absolute path"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("is a file, the route says a directory"),
+            "{err:#}"
+        );
+        let err = transfer(
+            &route(Path::new("rel"), &d.path().join("g"), false, false),
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not an absolute path"),
+            "{err:#}"
+        );
     }
 }

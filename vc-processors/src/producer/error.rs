@@ -7,7 +7,11 @@ use crate::protocol::ErrorKind;
 pub enum ProcessorError {
     /// The child answered with `err_msg`. `kind` is known only from a v2 child.
     #[error("{stage} processor failed: {message}")]
-    Failed { stage: String, kind: Option<ErrorKind>, message: String },
+    Failed {
+        stage: String,
+        kind: Option<ErrorKind>,
+        message: String,
+    },
     /// The child exited (or was killed) with this request in flight.
     #[error("{stage} processor exited with the request in flight: {detail}")]
     ChildExited { stage: String, detail: String },
@@ -33,7 +37,9 @@ impl ProcessorError {
                 None | Some(ErrorKind::Unknown) => ErrorKind::Permanent,
                 Some(k) => *k,
             },
-            ProcessorError::ChildExited { .. } | ProcessorError::Protocol { .. } => ErrorKind::Retryable,
+            ProcessorError::ChildExited { .. } | ProcessorError::Protocol { .. } => {
+                ErrorKind::Retryable
+            }
             ProcessorError::Timeout { .. } => ErrorKind::Timeout,
             ProcessorError::Unavailable { .. } => ErrorKind::Resource,
             ProcessorError::Encode { .. } => ErrorKind::Permanent,
@@ -41,7 +47,10 @@ impl ProcessorError {
     }
 
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind(), ErrorKind::Retryable | ErrorKind::Resource | ErrorKind::Timeout)
+        matches!(
+            self.kind(),
+            ErrorKind::Retryable | ErrorKind::Resource | ErrorKind::Timeout
+        )
     }
 }
 

@@ -82,13 +82,21 @@ impl ChildLink {
     }
 
     fn request_kill(&self, reason: String) {
-        self.kill_reason.lock().expect("poisoned").get_or_insert(reason);
+        self.kill_reason
+            .lock()
+            .expect("poisoned")
+            .get_or_insert(reason);
         self.kill.notify_one();
     }
 
     /// Fails every in-flight request and refuses new ones.
     fn fail_all(&self, err: impl Fn() -> ProcessorError) {
-        let pending = self.pending.lock().expect("poisoned").take().unwrap_or_default();
+        let pending = self
+            .pending
+            .lock()
+            .expect("poisoned")
+            .take()
+            .unwrap_or_default();
         for (_, reply) in pending {
             let _ = reply.send(Err(err()));
         }
@@ -103,11 +111,19 @@ impl ChildLink {
     }
 
     fn take_pending(&self, id: u64) -> Option<Reply> {
-        self.pending.lock().expect("poisoned").as_mut().and_then(|m| m.remove(&id))
+        self.pending
+            .lock()
+            .expect("poisoned")
+            .as_mut()
+            .and_then(|m| m.remove(&id))
     }
 
     fn in_flight(&self) -> usize {
-        self.pending.lock().expect("poisoned").as_ref().map_or(0, |m| m.len())
+        self.pending
+            .lock()
+            .expect("poisoned")
+            .as_ref()
+            .map_or(0, |m| m.len())
     }
 }
 
@@ -136,10 +152,18 @@ impl Producer {
             reason,
         })?;
         let (tx, _) = watch::channel(LinkState::Up(link.clone()));
-        let inner = Arc::new(Inner { cfg, next_id: AtomicU64::new(1), link: tx, restarts: AtomicU64::new(0) });
+        let inner = Arc::new(Inner {
+            cfg,
+            next_id: AtomicU64::new(1),
+            link: tx,
+            restarts: AtomicU64::new(0),
+        });
         let shutdown = Arc::new(Notify::new());
         tokio::spawn(supervise(inner.clone(), session, link, shutdown.clone()));
-        Ok(Producer { inner, _alive: Arc::new(AliveGuard(shutdown)) })
+        Ok(Producer {
+            inner,
+            _alive: Arc::new(AliveGuard(shutdown)),
+        })
     }
 
     pub fn config(&self) -> &ProducerConfig {
@@ -156,12 +180,20 @@ impl Producer {
                 in_flight: l.in_flight(),
                 down_reason: None,
             },
-            LinkState::Restarting => {
-                ProducerStatus { pid: None, v2: false, restarts, in_flight: 0, down_reason: None }
-            }
-            LinkState::Down(r) => {
-                ProducerStatus { pid: None, v2: false, restarts, in_flight: 0, down_reason: Some(r.clone()) }
-            }
+            LinkState::Restarting => ProducerStatus {
+                pid: None,
+                v2: false,
+                restarts,
+                in_flight: 0,
+                down_reason: None,
+            },
+            LinkState::Down(r) => ProducerStatus {
+                pid: None,
+                v2: false,
+                restarts,
+                in_flight: 0,
+                down_reason: Some(r.clone()),
+            },
         }
     }
 
@@ -174,12 +206,17 @@ impl Producer {
                 detail: format!("this processor serves {stage:?}, not {:?}", T::STAGE),
             });
         }
-        let task = serde_json::value::to_raw_value(task)
-            .map_err(|e| ProcessorError::Encode { stage: stage.clone(), detail: e.to_string() })?;
+        let task = serde_json::value::to_raw_value(task).map_err(|e| ProcessorError::Encode {
+            stage: stage.clone(),
+            detail: e.to_string(),
+        })?;
         let raw = self.process_raw(&task).await?;
         serde_json::from_str(raw.get()).map_err(|e| ProcessorError::Protocol {
             stage: stage.clone(),
-            detail: format!("cannot decode the output ({e}): {}", protocol::truncate_line(raw.get())),
+            detail: format!(
+                "cannot decode the output ({e}): {}",
+                protocol::truncate_line(raw.get())
+            ),
         })
     }
 
@@ -194,40 +231,73 @@ impl Producer {
             .request_timeout
             .filter(|_| link.v2_has(features::DEADLINE))
             .map(|t| t.saturating_sub(started.elapsed()).as_millis() as u64);
-        let line = serde_json::to_string(&Request { id, task, timeout_ms })
-            .map_err(|e| ProcessorError::Encode { stage: cfg.stage.clone(), detail: e.to_string() })?;
+        let line = serde_json::to_string(&Request {
+            id,
+            task,
+            timeout_ms,
+        })
+        .map_err(|e| ProcessorError::Encode {
+            stage: cfg.stage.clone(),
+            detail: e.to_string(),
+        })?;
 
         let (tx, rx) = oneshot::channel();
         if !link.add_pending(id, tx) || link.to_child.send(line).is_err() {
             link.take_pending(id);
-            return Err(ProcessorError::ChildExited { stage: cfg.stage.clone(), detail: "the child just exited".into() });
+            return Err(ProcessorError::ChildExited {
+                stage: cfg.stage.clone(),
+                detail: "the child just exited".into(),
+            });
         }
 
         let answer = match cfg.request_timeout {
             None => rx.await,
-            Some(limit) => match tokio::time::timeout(limit.saturating_sub(started.elapsed()), rx).await {
-                Ok(answer) => answer,
-                Err(_) => {
-                    link.take_pending(id);
-                    self.on_timeout(&link, id, limit);
-                    return Err(ProcessorError::Timeout { stage: cfg.stage.clone(), after: limit });
+            Some(limit) => {
+                match tokio::time::timeout(limit.saturating_sub(started.elapsed()), rx).await {
+                    Ok(answer) => answer,
+                    Err(_) => {
+                        link.take_pending(id);
+                        self.on_timeout(&link, id, limit);
+                        return Err(ProcessorError::Timeout {
+                            stage: cfg.stage.clone(),
+                            after: limit,
+                        });
+                    }
                 }
-            },
+            }
         };
         answer.unwrap_or_else(|_| {
-            Err(ProcessorError::ChildExited { stage: cfg.stage.clone(), detail: "reply dropped".into() })
+            Err(ProcessorError::ChildExited {
+                stage: cfg.stage.clone(),
+                detail: "reply dropped".into(),
+            })
         })
     }
 
     fn on_timeout(&self, link: &ChildLink, id: u64, limit: Duration) {
         let stage = &self.inner.cfg.stage;
         if link.v2_has(features::CANCEL) {
-            tracing::warn!(stage, pid = link.pid, id, ?limit, "request timed out; cancelling it");
+            tracing::warn!(
+                stage,
+                pid = link.pid,
+                id,
+                ?limit,
+                "request timed out; cancelling it"
+            );
             let frame = serde_json::to_string(&ParentFrame::Cancel(id)).expect("frame serializes");
-            link.cancelling.lock().expect("poisoned").insert(id, Instant::now() + self.inner.cfg.cancel_grace);
+            link.cancelling
+                .lock()
+                .expect("poisoned")
+                .insert(id, Instant::now() + self.inner.cfg.cancel_grace);
             let _ = link.to_child.send(frame);
         } else {
-            tracing::error!(stage, pid = link.pid, id, ?limit, "request timed out; killing the processor");
+            tracing::error!(
+                stage,
+                pid = link.pid,
+                id,
+                ?limit,
+                "request timed out; killing the processor"
+            );
             link.request_kill(format!("request {id} timed out after {limit:?}"));
         }
     }
@@ -239,19 +309,35 @@ impl Producer {
             match &*rx.borrow_and_update() {
                 LinkState::Up(l) => return Ok(l.clone()),
                 LinkState::Down(reason) => {
-                    return Err(ProcessorError::Unavailable { stage: stage.clone(), reason: reason.clone() })
+                    return Err(ProcessorError::Unavailable {
+                        stage: stage.clone(),
+                        reason: reason.clone(),
+                    })
                 }
                 LinkState::Restarting => {}
             }
             let changed = match self.inner.cfg.request_timeout {
                 None => rx.changed().await.is_ok(),
-                Some(limit) => match tokio::time::timeout(limit.saturating_sub(started.elapsed()), rx.changed()).await {
+                Some(limit) => match tokio::time::timeout(
+                    limit.saturating_sub(started.elapsed()),
+                    rx.changed(),
+                )
+                .await
+                {
                     Ok(r) => r.is_ok(),
-                    Err(_) => return Err(ProcessorError::Timeout { stage: stage.clone(), after: limit }),
+                    Err(_) => {
+                        return Err(ProcessorError::Timeout {
+                            stage: stage.clone(),
+                            after: limit,
+                        })
+                    }
                 },
             };
             if !changed {
-                return Err(ProcessorError::Unavailable { stage: stage.clone(), reason: "producer shut down".into() });
+                return Err(ProcessorError::Unavailable {
+                    stage: stage.clone(),
+                    reason: "producer shut down".into(),
+                });
             }
         }
     }
@@ -285,15 +371,24 @@ async fn start_child(cfg: &ProducerConfig) -> Result<(Session, Arc<ChildLink>), 
     }
     if cfg.protocol == ProtocolChoice::Negotiate {
         cmd.env(protocol::PROTOCOL_ENV, "2");
-        cmd.env(protocol::HEARTBEAT_ENV, cfg.heartbeat.as_millis().to_string());
+        cmd.env(
+            protocol::HEARTBEAT_ENV,
+            cfg.heartbeat.as_millis().to_string(),
+        );
     } else {
         cmd.env_remove(protocol::PROTOCOL_ENV);
     }
     cmd.envs(&cfg.envs);
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
 
     if !cfg.placement.is_empty() {
-        let prepared = cfg.placement.prepare().map_err(|e| format!("placement: {e:#}"))?;
+        let prepared = cfg
+            .placement
+            .prepare()
+            .map_err(|e| format!("placement: {e:#}"))?;
         // SAFETY: apply_in_child only makes system calls on data computed above.
         unsafe {
             cmd.pre_exec(move || prepared.apply_in_child());
@@ -315,7 +410,10 @@ async fn start_child(cfg: &ProducerConfig) -> Result<(Session, Arc<ChildLink>), 
     };
     match read {
         Err(_) => {
-            return Err(fail(&mut child, format!("no ready line within {:?}", cfg.ready_timeout)));
+            return Err(fail(
+                &mut child,
+                format!("no ready line within {:?}", cfg.ready_timeout),
+            ));
         }
         Ok(Err(e)) => return Err(fail(&mut child, format!("read ready line: {e}"))),
         Ok(Ok(0)) => {
@@ -331,10 +429,21 @@ async fn start_child(cfg: &ProducerConfig) -> Result<(Session, Arc<ChildLink>), 
     let hello = match protocol::parse_opening(&first, &cfg.stage) {
         Ok(Opening::V1Ready) => None,
         Ok(Opening::V2(hello)) if cfg.protocol == ProtocolChoice::Negotiate => Some(hello),
-        Ok(Opening::V2(_)) => return Err(fail(&mut child, "sent a v2 hello to a v1-only parent".into())),
+        Ok(Opening::V2(_)) => {
+            return Err(fail(
+                &mut child,
+                "sent a v2 hello to a v1-only parent".into(),
+            ))
+        }
         Err(e) => return Err(fail(&mut child, e.to_string())),
     };
-    tracing::info!(stage = cfg.stage, pid, v2 = hello.is_some(), command = cfg.command_line(), "processor ready");
+    tracing::info!(
+        stage = cfg.stage,
+        pid,
+        v2 = hello.is_some(),
+        command = cfg.command_line(),
+        "processor ready"
+    );
 
     let (to_child, from_requests) = mpsc::unbounded_channel();
     let link = Arc::new(ChildLink {
@@ -346,7 +455,15 @@ async fn start_child(cfg: &ProducerConfig) -> Result<(Session, Arc<ChildLink>), 
         kill: Notify::new(),
         kill_reason: Mutex::new(None),
     });
-    Ok((Session { child, stdin, stdout: stdout.lines(), from_requests }, link))
+    Ok((
+        Session {
+            child,
+            stdin,
+            stdout: stdout.lines(),
+            from_requests,
+        },
+        link,
+    ))
 }
 
 async fn forward_stderr(stage: String, pid: u32, stderr: tokio::process::ChildStderr) {
@@ -357,7 +474,12 @@ async fn forward_stderr(stage: String, pid: u32, stderr: tokio::process::ChildSt
 }
 
 /// Runs children one after another for as long as the producer lives.
-async fn supervise(inner: Arc<Inner>, mut session: Session, mut link: Arc<ChildLink>, shutdown: Arc<Notify>) {
+async fn supervise(
+    inner: Arc<Inner>,
+    mut session: Session,
+    mut link: Arc<ChildLink>,
+    shutdown: Arc<Notify>,
+) {
     let cfg = &inner.cfg;
     let mut exits: VecDeque<Instant> = VecDeque::new();
     let mut attempt: u32 = 0;
@@ -371,20 +493,39 @@ async fn supervise(inner: Arc<Inner>, mut session: Session, mut link: Arc<ChildL
         let Some(detail) = ended else {
             let _ = session.child.start_kill();
             let _ = session.child.wait().await;
-            link.fail_all(|| ProcessorError::Unavailable { stage: cfg.stage.clone(), reason: "producer shut down".into() });
-            inner.link.send_replace(LinkState::Down("producer shut down".into()));
+            link.fail_all(|| ProcessorError::Unavailable {
+                stage: cfg.stage.clone(),
+                reason: "producer shut down".into(),
+            });
+            inner
+                .link
+                .send_replace(LinkState::Down("producer shut down".into()));
             return;
         };
         // New requests wait for the next child from here on.
         inner.link.send_replace(LinkState::Restarting);
         let _ = session.child.start_kill();
-        let status = session.child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+        let status = session
+            .child
+            .wait()
+            .await
+            .map(|s| s.to_string())
+            .unwrap_or_else(|e| e.to_string());
         let detail = format!("{detail} ({status})");
-        tracing::warn!(stage = cfg.stage, pid = link.pid, "processor stopped: {detail}");
-        link.fail_all(|| ProcessorError::ChildExited { stage: cfg.stage.clone(), detail: detail.clone() });
+        tracing::warn!(
+            stage = cfg.stage,
+            pid = link.pid,
+            "processor stopped: {detail}"
+        );
+        link.fail_all(|| ProcessorError::ChildExited {
+            stage: cfg.stage.clone(),
+            detail: detail.clone(),
+        });
 
         if !cfg.auto_restart {
-            inner.link.send_replace(LinkState::Down(format!("processor stopped ({detail}) and auto_restart is off")));
+            inner.link.send_replace(LinkState::Down(format!(
+                "processor stopped ({detail}) and auto_restart is off"
+            )));
             shutdown.notified().await;
             return;
         }
@@ -396,7 +537,10 @@ async fn supervise(inner: Arc<Inner>, mut session: Session, mut link: Arc<ChildL
         loop {
             let now = Instant::now();
             exits.push_back(now);
-            while exits.front().is_some_and(|t| now.duration_since(*t) > cfg.backoff.crash_loop_window) {
+            while exits
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > cfg.backoff.crash_loop_window)
+            {
                 exits.pop_front();
             }
             let delay = cfg.backoff.delay(attempt);
@@ -408,7 +552,11 @@ async fn supervise(inner: Arc<Inner>, mut session: Session, mut link: Arc<ChildL
                     cfg.backoff.crash_loop_window
                 );
                 if !in_crash_loop {
-                    tracing::error!(stage = cfg.stage, command = cfg.command_line(), "processor is in a {reason}");
+                    tracing::error!(
+                        stage = cfg.stage,
+                        command = cfg.command_line(),
+                        "processor is in a {reason}"
+                    );
                 }
                 in_crash_loop = true;
                 inner.link.send_replace(LinkState::Down(reason));
@@ -435,7 +583,11 @@ async fn supervise(inner: Arc<Inner>, mut session: Session, mut link: Arc<ChildL
                     break;
                 }
                 Err(reason) => {
-                    tracing::error!(stage = cfg.stage, command = cfg.command_line(), "restart failed: {reason}");
+                    tracing::error!(
+                        stage = cfg.stage,
+                        command = cfg.command_line(),
+                        "restart failed: {reason}"
+                    );
                 }
             }
         }
@@ -491,7 +643,10 @@ async fn run_session(cfg: &ProducerConfig, s: &mut Session, link: &ChildLink) ->
     }
 }
 
-async fn write_line<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, line: &str) -> std::io::Result<()> {
+async fn write_line<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    line: &str,
+) -> std::io::Result<()> {
     w.write_all(line.as_bytes()).await?;
     w.write_all(b"\n").await
 }
@@ -506,13 +661,21 @@ fn dispatch(cfg: &ProducerConfig, link: &ChildLink, line: &str) -> Result<(), St
     // v1 children may only send responses.
     let parsed = match parsed {
         Ok(ChildLine::Frame(_) | ChildLine::UnknownFrame(_)) if link.hello.is_none() => {
-            Err(protocol::MalformedLine { reason: "frame from a v1 child".into(), line: protocol::truncate_line(line) })
+            Err(protocol::MalformedLine {
+                reason: "frame from a v1 child".into(),
+                line: protocol::truncate_line(line),
+            })
         }
         other => other,
     };
     match parsed {
         Ok(ChildLine::Response(resp)) => {
-            let cancelled = link.cancelling.lock().expect("poisoned").remove(&resp.id).is_some();
+            let cancelled = link
+                .cancelling
+                .lock()
+                .expect("poisoned")
+                .remove(&resp.id)
+                .is_some();
             let reply = link.take_pending(resp.id);
             match reply {
                 Some(reply) => {
@@ -523,27 +686,54 @@ fn dispatch(cfg: &ProducerConfig, link: &ChildLink, line: &str) -> Result<(), St
                             message,
                         }),
                         (None, Some(output)) => Ok(output),
-                        (None, None) => unreachable!("ChildLine::parse rejects responses without either"),
+                        (None, None) => {
+                            unreachable!("ChildLine::parse rejects responses without either")
+                        }
                     };
                     let _ = reply.send(result);
                 }
-                None if cancelled => tracing::debug!(stage = cfg.stage, id = resp.id, "cancellation confirmed"),
-                None => tracing::warn!(stage = cfg.stage, id = resp.id, "response to an unknown request id; ignored"),
+                None if cancelled => {
+                    tracing::debug!(stage = cfg.stage, id = resp.id, "cancellation confirmed")
+                }
+                None => tracing::warn!(
+                    stage = cfg.stage,
+                    id = resp.id,
+                    "response to an unknown request id; ignored"
+                ),
             }
             Ok(())
         }
         Ok(ChildLine::Frame(ChildFrame::Heartbeat(_))) => Ok(()),
         Ok(ChildLine::UnknownFrame(key)) => {
-            tracing::debug!(stage = cfg.stage, frame = key, "ignoring a frame this version does not know");
+            tracing::debug!(
+                stage = cfg.stage,
+                frame = key,
+                "ignoring a frame this version does not know"
+            );
             Ok(())
         }
         Ok(ChildLine::Frame(ChildFrame::Progress(p))) => {
-            tracing::info!(stage = cfg.stage, pid = link.pid, id = p.id, step = p.step, total = p.total, note = p.note, "progress");
+            tracing::info!(
+                stage = cfg.stage,
+                pid = link.pid,
+                id = p.id,
+                step = p.step,
+                total = p.total,
+                note = p.note,
+                "progress"
+            );
             Ok(())
         }
         Err(e) => {
-            tracing::error!(stage = cfg.stage, pid = link.pid, "malformed line from processor: {e}");
-            link.fail_all(|| ProcessorError::Protocol { stage: cfg.stage.clone(), detail: e.to_string() });
+            tracing::error!(
+                stage = cfg.stage,
+                pid = link.pid,
+                "malformed line from processor: {e}"
+            );
+            link.fail_all(|| ProcessorError::Protocol {
+                stage: cfg.stage.clone(),
+                detail: e.to_string(),
+            });
             Err(format!("malformed line: {e}"))
         }
     }
@@ -552,6 +742,9 @@ fn dispatch(cfg: &ProducerConfig, link: &ChildLink, line: &str) -> Result<(), St
 impl ErrorKind {
     /// Whether a request that failed this way may be sent again.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorKind::Retryable | ErrorKind::Resource | ErrorKind::Timeout)
+        matches!(
+            self,
+            ErrorKind::Retryable | ErrorKind::Resource | ErrorKind::Timeout
+        )
     }
 }

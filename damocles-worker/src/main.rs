@@ -71,7 +71,18 @@ enum Stage {
     Unseal,
 }
 
-fn main() -> Result<()> {
+/// Errors print as one line with their causes (no backtrace noise).
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     // stdout carries the protocol: every log line goes to stderr.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

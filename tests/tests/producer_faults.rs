@@ -252,6 +252,18 @@ async fn typed_errors_and_progress_from_a_v2_child() {
 }
 
 #[tokio::test]
+async fn a_stray_print_in_a_processor_does_not_break_the_protocol() {
+    let p = Producer::spawn(cfg("echo")).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            p.process(&Echo(json!({"print": 1}))).await.unwrap(),
+            json!({"print": 1})
+        );
+    }
+    assert_eq!(p.status().restarts, 0);
+}
+
+#[tokio::test]
 async fn many_requests_in_flight_are_matched_by_id() {
     let p = Producer::spawn(cfg("echo")).await.unwrap();
     let calls: Vec<_> = (0..200)

@@ -14,7 +14,9 @@
 //!
 //! The consumer prints the opening line (v1 ready line, or a v2 hello when the
 //! parent announced v2), answers every request it can identify, and never writes
-//! anything but protocol lines to stdout. Requests run concurrently on an elastic
+//! anything but protocol lines to stdout: [`run_consumer`] keeps the protocol
+//! stream for itself and points the process' stdout at stderr, so a stray print
+//! in a processor ends up in the log, not in the protocol. Requests run concurrently on an elastic
 //! thread pool: idle threads are reused, new ones are started when all are busy,
 //! so a burst of tiny tasks costs no thread start each, and long proofs never queue
 //! behind each other (the parent decides concurrency).
@@ -134,13 +136,29 @@ impl ServeOptions {
 /// `VC_CG_NAME`/`VC_CG_CPUSET`/`VENUS_WORKER_NUMA_PREFERRED` first.
 pub fn run_consumer<T: Task, P: Processor<T>>(processor: P) -> Result<()> {
     crate::sys::apply_placement_from_env();
+    let protocol_out = take_stdout_for_protocol().context("reserve stdout for the protocol")?;
     let stdin = std::io::stdin().lock();
-    serve::<T, P, _, _>(
-        processor,
-        stdin,
-        std::io::stdout(),
-        ServeOptions::from_env(),
-    )
+    serve::<T, P, _, _>(processor, stdin, protocol_out, ServeOptions::from_env())
+}
+
+/// Moves the protocol stream to a private descriptor and points fd 1 at stderr,
+/// so a stray `println!` in a processor or a library it calls lands in the log
+/// instead of corrupting the protocol.
+fn take_stdout_for_protocol() -> std::io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain descriptor syscalls; the new descriptor is owned by the File.
+    unsafe {
+        let private = libc::fcntl(libc::STDOUT_FILENO, libc::F_DUPFD_CLOEXEC, 3);
+        if private < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) < 0 {
+            let err = std::io::Error::last_os_error();
+            libc::close(private);
+            return Err(err);
+        }
+        Ok(std::fs::File::from_raw_fd(private))
+    }
 }
 
 /// Serves stage `T`: reads request lines from `input`, writes protocol lines to

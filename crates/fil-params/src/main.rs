@@ -106,7 +106,18 @@ fn human(d: Duration) -> String {
     }
 }
 
-fn main() -> Result<()> {
+/// Errors print as one line with their causes (no backtrace noise).
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

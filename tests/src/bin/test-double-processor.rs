@@ -51,6 +51,10 @@ fn echo(t: Echo, ctx: &Ctx) -> anyhow::Result<Value> {
             ctx.progress(i, n, None);
         }
     }
+    if v.get("print").is_some() {
+        // A careless processor: must end up in the log, not in the protocol.
+        println!("stray output from a processor");
+    }
     if v.get("fail").is_some() {
         return Err(vc_processors::error::resource(anyhow::anyhow!(
             "asked to fail"

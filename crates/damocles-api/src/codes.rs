@@ -1,0 +1,126 @@
+//! Numbered enums of the API, numbered as damocles numbers them.
+
+use filecoin_proofs_api::RegisteredSealProof;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// JSON-RPC error code: the manager has no state for this sector; the worker
+/// aborts the sector.
+pub const ERR_SECTOR_STATE_NOT_FOUND: i32 = 11001;
+
+macro_rules! numbered {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $n:expr),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vdoc])* $variant = $n),+ }
+
+        impl $name {
+            pub fn code(self) -> u64 { self as u64 }
+            pub fn from_code(n: u64) -> Option<Self> {
+                match n { $($n => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_u64(self.code())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let n = u64::deserialize(d)?;
+                $name::from_code(n).ok_or_else(|| {
+                    serde::de::Error::custom(format!("{} {n} is not a known value", stringify!($name)))
+                })
+            }
+        }
+    };
+}
+
+numbered! {
+    /// Outcome of SubmitPreCommit / SubmitProof (`Res`). 0 is never sent.
+    SubmitResult {
+        Accepted = 1,
+        /// The same content was submitted before.
+        DuplicateSubmit = 2,
+        /// Submitted again with different content.
+        MismatchedSubmission = 3,
+        Rejected = 4,
+        FilesMissed = 5,
+    }
+}
+
+numbered! {
+    /// Where a submitted message stands (`State` of the Poll* responses). 0 is never sent.
+    OnChainState {
+        Pending = 1,
+        Packed = 2,
+        Landed = 3,
+        NotFound = 4,
+        /// Failed; the worker resubmits.
+        Failed = 5,
+        PermFailed = 6,
+        ShouldAbort = 7,
+    }
+}
+
+/// A seal proof type, a number on the wire (Go `abi.RegisteredSealProof`), in
+/// the order filecoin-proofs-api declares them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SealProof(pub RegisteredSealProof);
+
+const SEAL_PROOFS: [RegisteredSealProof; 20] = {
+    use RegisteredSealProof::*;
+    [
+        StackedDrg2KiBV1,
+        StackedDrg8MiBV1,
+        StackedDrg512MiBV1,
+        StackedDrg32GiBV1,
+        StackedDrg64GiBV1,
+        StackedDrg2KiBV1_1,
+        StackedDrg8MiBV1_1,
+        StackedDrg512MiBV1_1,
+        StackedDrg32GiBV1_1,
+        StackedDrg64GiBV1_1,
+        StackedDrg2KiBV1_1_Feat_SyntheticPoRep,
+        StackedDrg8MiBV1_1_Feat_SyntheticPoRep,
+        StackedDrg512MiBV1_1_Feat_SyntheticPoRep,
+        StackedDrg32GiBV1_1_Feat_SyntheticPoRep,
+        StackedDrg64GiBV1_1_Feat_SyntheticPoRep,
+        StackedDrg2KiBV1_2_Feat_NonInteractivePoRep,
+        StackedDrg8MiBV1_2_Feat_NonInteractivePoRep,
+        StackedDrg512MiBV1_2_Feat_NonInteractivePoRep,
+        StackedDrg32GiBV1_2_Feat_NonInteractivePoRep,
+        StackedDrg64GiBV1_2_Feat_NonInteractivePoRep,
+    ]
+};
+
+impl SealProof {
+    pub fn code(self) -> i64 {
+        SEAL_PROOFS
+            .iter()
+            .position(|p| *p == self.0)
+            .expect("every variant is listed") as i64
+    }
+
+    pub fn from_code(n: i64) -> Option<SealProof> {
+        usize::try_from(n)
+            .ok()
+            .and_then(|i| SEAL_PROOFS.get(i))
+            .map(|p| SealProof(*p))
+    }
+}
+
+impl Serialize for SealProof {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for SealProof {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        SealProof::from_code(n)
+            .ok_or_else(|| serde::de::Error::custom(format!("seal proof type {n} is not known")))
+    }
+}

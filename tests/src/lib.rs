@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use fil_params::ParamSet;
 
@@ -10,9 +10,11 @@ use fil_params::ParamSet;
 ///
 /// Cargo builds only the binaries of the package under test; the others are
 /// built here with the same cargo and profile (cargo has released its build
-/// lock by the time tests run), so `cargo test` alone is enough.
+/// lock by the time tests run), so `cargo test` alone is enough. All workspace
+/// binaries are built together, as `.ci/run` does, so features unify the same
+/// way and an up-to-date build is a no-op.
 pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
-    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    static BUILT: OnceLock<()> = OnceLock::new();
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test> -> target/<profile>
     let profile_dir = exe
@@ -20,32 +22,28 @@ pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
         .and_then(|d| d.parent())
         .expect("target dir")
         .to_path_buf();
-    let path = profile_dir.join(bin);
-    let mut built = BUILT
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if !built.iter().any(|b| b == bin) {
+    BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let profile = profile_dir
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("debug");
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", package, "--bin", bin]);
+        cmd.args(["build", "--quiet", "--workspace", "--bins"]);
         if profile == "release" {
             cmd.arg("--release");
         }
         let status = cmd
             .status()
-            .unwrap_or_else(|e| panic!("run cargo to build {bin}: {e}"));
-        assert!(
-            status.success(),
-            "building {bin} (package {package}) failed"
-        );
-        built.push(bin.to_string());
-    }
-    assert!(path.exists(), "{} missing after build", path.display());
+            .unwrap_or_else(|e| panic!("run cargo to build the workspace binaries: {e}"));
+        assert!(status.success(), "building the workspace binaries failed");
+    });
+    let path = profile_dir.join(bin);
+    assert!(
+        path.exists(),
+        "{} (package {package}) missing after build",
+        path.display()
+    );
     path
 }
 

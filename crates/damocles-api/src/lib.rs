@@ -3,10 +3,12 @@
 //! This crate holds the wire types, shaped exactly as damocles' Go manager
 //! encodes them (PascalCase keys, seal proof types as numbers, tickets and seeds
 //! as base64, commitments as arrays of 32 numbers); see `docs/manager-rpc.md`.
-//! The RPC trait and client come with the manager.
+//! [`rpc::SealerApiServer`] / [`rpc::SealerApiClient`] are the methods as a
+//! jsonrpsee trait.
 
 pub mod codes;
 pub mod encoding;
+pub mod rpc;
 pub mod types;
 
 pub use codes::{OnChainState, SealProof, SubmitResult, ERR_SECTOR_STATE_NOT_FOUND};

@@ -348,3 +348,62 @@ mod tests {
         );
     }
 }
+
+/// A CID as go-ipfs encodes it in JSON: `{"/": "<cid string>"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CidJson {
+    #[serde(rename = "/")]
+    pub cid: String,
+}
+
+/// A piece placed in a sector (go-state-types `abi.PieceInfo`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PieceInfo {
+    /// Padded size.
+    pub size: u64,
+    #[serde(rename = "PieceCID")]
+    pub piece_cid: CidJson,
+}
+
+/// The deal behind a piece. Workers read DealID, AllocationID, PayloadSize and
+/// IsBuiltinMarket; it must never be `null` (zero ids for a filler piece).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealInfo {
+    #[serde(rename = "DealID")]
+    pub deal_id: u64,
+    #[serde(rename = "PublishCid")]
+    pub publish_cid: Option<CidJson>,
+    #[serde(rename = "AllocationID")]
+    pub allocation_id: u64,
+    #[serde(rename = "PieceCID")]
+    pub piece_cid: Option<CidJson>,
+    #[serde(rename = "PieceSize")]
+    pub piece_size: u64,
+    #[serde(rename = "Client")]
+    pub client: String,
+    #[serde(rename = "Provider")]
+    pub provider: String,
+    #[serde(rename = "Offset")]
+    pub offset: u64,
+    #[serde(rename = "Length")]
+    pub length: u64,
+    #[serde(rename = "PayloadSize")]
+    pub payload_size: u64,
+    #[serde(rename = "StartEpoch")]
+    pub start_epoch: ChainEpoch,
+    #[serde(rename = "EndEpoch")]
+    pub end_epoch: ChainEpoch,
+    #[serde(rename = "IsBuiltinMarket")]
+    pub is_builtin_market: bool,
+    #[serde(rename = "IsCompatible")]
+    pub is_compatible: bool,
+}
+
+/// One entry of AcquireDeals' result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SectorPiece {
+    pub piece: PieceInfo,
+    pub deal_info: DealInfo,
+}

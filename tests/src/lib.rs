@@ -96,3 +96,47 @@ pub fn update_golden<T: serde::Serialize>(name: &str, value: &T) {
     let json = serde_json::to_string(value).expect("serialize golden value");
     std::fs::write(dir.join(name), json + "\n").expect("write golden file");
 }
+
+/// The transfer task persisting does: a sealed file and its cache directory,
+/// from local paths into `sealed/<sector>` and `cache/<sector>` of a store whose
+/// meta names a local `path`.
+pub fn persist_task(
+    store_name: &str,
+    store_root: &std::path::Path,
+    sealed: &std::path::Path,
+    cache: &std::path::Path,
+    sector: &str,
+) -> vc_processors::tasks::Transfer {
+    use std::collections::BTreeMap;
+    use vc_processors::tasks::*;
+    let route = |src: &std::path::Path, dest: String, is_dir: bool| TransferRoute {
+        src: TransferItem {
+            store_name: None,
+            uri: src.to_path_buf(),
+        },
+        dest: TransferItem {
+            store_name: Some(store_name.to_string()),
+            uri: dest.into(),
+        },
+        opt: Some(TransferOption {
+            is_dir,
+            allow_link: false,
+        }),
+    };
+    Transfer {
+        stores: BTreeMap::from([(
+            store_name.to_string(),
+            TransferStoreInfo {
+                name: store_name.to_string(),
+                meta: Some(BTreeMap::from([(
+                    "path".into(),
+                    store_root.display().to_string(),
+                )])),
+            },
+        )]),
+        routes: vec![
+            route(sealed, format!("sealed/{sector}"), false),
+            route(cache, format!("cache/{sector}"), true),
+        ],
+    }
+}

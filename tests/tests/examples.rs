@@ -1,13 +1,11 @@
 //! Every example ext-processor, run for real.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use damocles_e2e::{init_logs, workspace_bin};
+use damocles_e2e::{init_logs, persist_task, workspace_bin};
 use vc_processors::producer::{Producer, ProducerConfig};
-use vc_processors::tasks::*;
 
 #[test]
 fn sqr_processor_speaks_the_protocol_by_hand() {
@@ -59,45 +57,9 @@ async fn python_transfer_processor_serves_a_v1_parent() {
     std::fs::write(src.join("p_aux"), b"aux").unwrap();
     std::fs::write(dir.path().join("sealed"), b"sealed bytes").unwrap();
     let store = dir.path().join("store");
-    let task = Transfer {
-        stores: BTreeMap::from([(
-            "s".to_string(),
-            TransferStoreInfo {
-                name: "s".into(),
-                meta: Some(BTreeMap::from([(
-                    "path".into(),
-                    store.display().to_string(),
-                )])),
-            },
-        )]),
-        routes: vec![
-            TransferRoute {
-                src: TransferItem {
-                    store_name: None,
-                    uri: dir.path().join("sealed"),
-                },
-                dest: TransferItem {
-                    store_name: Some("s".into()),
-                    uri: "sealed/s-t01000-1".into(),
-                },
-                opt: None,
-            },
-            TransferRoute {
-                src: TransferItem {
-                    store_name: None,
-                    uri: src.clone(),
-                },
-                dest: TransferItem {
-                    store_name: Some("s".into()),
-                    uri: "cache/s-t01000-1".into(),
-                },
-                opt: Some(TransferOption {
-                    is_dir: true,
-                    allow_link: false,
-                }),
-            },
-        ],
-    };
+    let mut task = persist_task("s", &store, &dir.path().join("sealed"), &src, "s-t01000-1");
+    // `opt: null` means a plain file copy.
+    task.routes[0].opt = None;
     assert!(p.process(&task).await.unwrap());
     assert_eq!(
         std::fs::read(store.join("sealed/s-t01000-1")).unwrap(),

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use damocles_e2e::{init_logs, proof_params, update_golden, workspace_bin};
+use damocles_e2e::{init_logs, persist_task, proof_params, update_golden, workspace_bin};
 use fil_params::ParamSet;
 use filecoin_proofs_api::{post, seal, PublicReplicaInfo};
 use vc_processors::builtin::seal_commit_phase1;
@@ -360,48 +360,7 @@ async fn seal_and_prove_a_2kib_sector_through_ext_processors() {
 
     // Transfer the sealed sector out, as persisting does.
     let store = dir.path().join("store");
-    let transfer = Transfer {
-        stores: BTreeMap::from([(
-            "store-a".to_string(),
-            TransferStoreInfo {
-                name: "store-a".into(),
-                meta: Some(BTreeMap::from([(
-                    "path".into(),
-                    store.display().to_string(),
-                )])),
-            },
-        )]),
-        routes: vec![
-            TransferRoute {
-                src: TransferItem {
-                    store_name: None,
-                    uri: sealed.clone(),
-                },
-                dest: TransferItem {
-                    store_name: Some("store-a".into()),
-                    uri: "sealed/s-t01000-7".into(),
-                },
-                opt: Some(TransferOption {
-                    is_dir: false,
-                    allow_link: false,
-                }),
-            },
-            TransferRoute {
-                src: TransferItem {
-                    store_name: None,
-                    uri: cache.clone(),
-                },
-                dest: TransferItem {
-                    store_name: Some("store-a".into()),
-                    uri: "cache/s-t01000-7".into(),
-                },
-                opt: Some(TransferOption {
-                    is_dir: true,
-                    allow_link: false,
-                }),
-            },
-        ],
-    };
+    let transfer = persist_task("store-a", &store, &sealed, &cache, "s-t01000-7");
     assert!(run(&worker_processor("transfer").await, "transfer", transfer).await);
     assert_eq!(
         std::fs::read(store.join("sealed/s-t01000-7")).unwrap(),

@@ -1,21 +1,397 @@
-//! `damocles-manager`: the site's sector manager. Not built yet: the manager
-//! (RPC for workers, sector state, devnet chain, PoSt) is the next milestone.
+//! `damocles-manager`: daemon and operator CLI.
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use clap::{Parser, Subcommand};
+use comfy_table::{presets, Table};
+use damocles_api::cli::ManagerCliApiClient;
+use damocles_api::{Permission, SectorID, SectorListKind, SectorState};
+use damocles_manager::auth::Auth;
+use damocles_manager::daemon::{self, InitOptions, RunOptions};
+use damocles_manager::error::name;
+use damocles_manager::home::Home;
+use jsonrpsee::http_client::{HeaderMap, HeaderValue, HttpClient, HttpClientBuilder};
 
 #[derive(Parser)]
 #[command(
     name = "damocles-manager",
     version,
-    about = "damocles sector manager (not implemented yet)",
-    long_about = "damocles sector manager.\n\nNot implemented yet: this release ships the \
-processor protocol, the builtin processors and `damocles-worker processor <stage>`. \
-The manager daemon is the next milestone."
+    about = "damocles sector manager: hands sectors to workers, talks to the chain, keeps sector state",
+    long_about = "damocles sector manager.\n\n\
+Serves the Venus.* JSON-RPC API that damocles workers speak (HTTP and WebSocket at /rpc/v0), \
+keeps sector state in an embedded database, chooses persist stores, and runs an embedded \
+devnet chain that verifies every proof.\n\n\
+Start with `damocles-manager daemon init`, then `damocles-manager daemon run`. \
+`damocles-manager util ...` talks to the running daemon with the token from the home directory."
 )]
-struct Cli {}
+struct Cli {
+    /// Home directory (config, token, database). Default: $DAMOCLES_PATH or ~/.damocles-manager.
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
 
-fn main() {
-    Cli::parse();
-    eprintln!("damocles-manager is not implemented yet; see `damocles-manager --help`");
-    std::process::exit(2);
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create the home directory, or run the daemon.
+    Daemon {
+        #[command(subcommand)]
+        cmd: DaemonCmd,
+    },
+    /// Operator commands against the running daemon.
+    Util(Util),
+}
+
+#[derive(Subcommand)]
+enum DaemonCmd {
+    /// Write a commented sector-manager.cfg, a token secret and an admin token.
+    Init {
+        /// The miner actor id to manage.
+        #[arg(long, default_value_t = 1000)]
+        miner: u64,
+        /// Directory of the first persist store (default: <home>/store-1).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// Address the RPC server will listen on.
+        #[arg(long, default_value = "127.0.0.1:1789")]
+        listen: String,
+    },
+    /// Serve the RPC (and run the devnet chain) until interrupted.
+    Run {
+        /// Listen address; overrides Common.API.Listen.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct Util {
+    /// RPC URL of the daemon (default: the one written in <home>/api).
+    #[arg(long, env = "DAMOCLES_API", global = true)]
+    api: Option<String>,
+    /// Token to send (default: <home>/token).
+    #[arg(long, env = "DAMOCLES_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: UtilCmd,
+}
+
+#[derive(Subcommand)]
+enum UtilCmd {
+    /// Sectors being sealed and sealed.
+    Sealer {
+        #[command(subcommand)]
+        cmd: SealerCmd,
+    },
+    /// Persist stores.
+    Storage {
+        #[command(subcommand)]
+        cmd: StorageCmd,
+    },
+    /// The chain.
+    Chain {
+        #[command(subcommand)]
+        cmd: ChainCmd,
+    },
+    /// Tokens.
+    Auth {
+        #[command(subcommand)]
+        cmd: AuthCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SealerCmd {
+    Sectors {
+        #[command(subcommand)]
+        cmd: SectorsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SectorsCmd {
+    /// List sectors (in progress by default).
+    List {
+        /// Finalized and aborted sectors instead.
+        #[arg(long, conflicts_with = "all")]
+        offline: bool,
+        /// Both.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Everything the manager and the chain know about one sector.
+    State { sector: SectorArg },
+    /// Abort a sector in progress; its worker drops it at its next report.
+    Abort {
+        sector: SectorArg,
+        #[arg(long, default_value = "aborted by the operator")]
+        reason: String,
+    },
+    /// Mark a sector in progress finalized.
+    Finalize { sector: SectorArg },
+    /// Bring a finalized or aborted sector back in progress.
+    Restore { sector: SectorArg },
+}
+
+#[derive(Subcommand)]
+enum StorageCmd {
+    /// Persist stores with space and reservations.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ChainCmd {
+    /// The current head.
+    Head,
+}
+
+#[derive(Subcommand)]
+enum AuthCmd {
+    /// Mint a token from this home's secret (no daemon needed).
+    CreateToken {
+        /// read, write, sign or admin (each includes the ones before it).
+        #[arg(long, default_value = "read")]
+        perm: Permission,
+    },
+}
+
+/// A sector named as `t01000-7`, `s-t01000-7` or `1000-7`.
+#[derive(Clone, Copy, Debug)]
+struct SectorArg(SectorID);
+
+impl std::str::FromStr for SectorArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim_start_matches("s-").trim_start_matches("t0").trim_start_matches('f');
+        let (m, n) = t
+            .split_once('-')
+            .ok_or_else(|| format!("{s:?}: name a sector as t01000-7 (miner 1000, number 7)"))?;
+        let parse = |x: &str| x.parse::<u64>().map_err(|_| format!("{s:?}: {x:?} is not a number"));
+        Ok(SectorArg(SectorID {
+            miner: parse(m)?,
+            number: parse(n)?,
+        }))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let daemon_mode = matches!(cli.cmd, Cmd::Daemon { .. });
+    let default_level = if daemon_mode { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let home = Home::new(cli.home.clone().unwrap_or_else(Home::default_path));
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match rt.block_on(dispatch(home, cli.cmd)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(home: Home, cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Daemon { cmd: DaemonCmd::Init { miner, store, listen } } => {
+            daemon::init(&home, &InitOptions { miner, store, listen })
+        }
+        Cmd::Daemon { cmd: DaemonCmd::Run { listen } } => daemon::run(&home, RunOptions { listen }).await,
+        Cmd::Util(util) => run_util(home, util).await,
+    }
+}
+
+fn client(home: &Home, util: &Util) -> Result<HttpClient> {
+    let url = match &util.api {
+        Some(u) => u.clone(),
+        None => home.read_api()?,
+    };
+    let token = match &util.token {
+        Some(t) => t.clone(),
+        None => home.read_token()?,
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "Authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not a valid header value")?,
+    );
+    HttpClientBuilder::default()
+        .set_headers(headers)
+        .build(&url)
+        .with_context(|| format!("RPC client for {url}"))
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    t.set_header(header.to_vec());
+    t
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn when(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix)).to_string()
+}
+
+async fn run_util(home: Home, util: Util) -> Result<()> {
+    if let UtilCmd::Auth { cmd: AuthCmd::CreateToken { perm } } = &util.cmd {
+        println!("{}", Auth::load(&home)?.create_token(*perm)?);
+        return Ok(());
+    }
+    let c = client(&home, &util)?;
+    let rpc = |e: jsonrpsee::core::ClientError| anyhow!("{e}");
+    match util.cmd {
+        UtilCmd::Sealer { cmd: SealerCmd::Sectors { cmd } } => match cmd {
+            SectorsCmd::List { offline, all } => {
+                let kind = if all {
+                    SectorListKind::All
+                } else if offline {
+                    SectorListKind::Offline
+                } else {
+                    SectorListKind::Online
+                };
+                let sectors = c.list_sectors(kind).await.map_err(rpc)?;
+                if util.json {
+                    return print_json(&sectors);
+                }
+                let mut t = table(&["SECTOR", "PHASE", "WORKER STATE", "STORE", "UPDATED"]);
+                for s in &sectors {
+                    t.add_row(vec![
+                        name(s.id),
+                        s.phase().to_string(),
+                        s.latest_state.as_ref().map(|l| l.state_change.next.clone()).unwrap_or_default(),
+                        s.persisted.clone().unwrap_or_default(),
+                        when(s.updated_at),
+                    ]);
+                }
+                println!("{t}");
+                eprintln!("{} sector(s)", sectors.len());
+            }
+            SectorsCmd::State { sector } => {
+                let id = sector.0;
+                let state = c.find_sector(id).await.map_err(rpc)?;
+                let chain = c.chain_sector_info(id).await.map_err(rpc)?;
+                if util.json {
+                    return print_json(&serde_json::json!({ "Sector": state, "Chain": chain }));
+                }
+                let Some(s) = state else {
+                    return Err(anyhow!("sector {} is not known to this manager", name(id)));
+                };
+                print_state(&s);
+                match chain {
+                    Some(ch) => {
+                        println!("chain:        {}", ch.state);
+                        println!("  precommit:  epoch {}", ch.pre_commit_epoch);
+                        if let Some(a) = ch.activation {
+                            println!("  activation: epoch {a}, expiration {}", ch.expiration.unwrap_or_default());
+                            println!("  deadline:   {} partition {}", ch.deadline.unwrap_or_default(), ch.partition.unwrap_or_default());
+                        }
+                    }
+                    None => println!("chain:        not on chain"),
+                }
+            }
+            SectorsCmd::Abort { sector, reason } => {
+                c.abort_sector(sector.0, reason).await.map_err(rpc)?;
+                println!("{} aborted", name(sector.0));
+            }
+            SectorsCmd::Finalize { sector } => {
+                c.finalize_sector(sector.0).await.map_err(rpc)?;
+                println!("{} finalized", name(sector.0));
+            }
+            SectorsCmd::Restore { sector } => {
+                c.restore_sector(sector.0).await.map_err(rpc)?;
+                println!("{} restored", name(sector.0));
+            }
+        },
+        UtilCmd::Storage { cmd: StorageCmd::List } => {
+            let stores = c.store_list().await.map_err(rpc)?;
+            if util.json {
+                return print_json(&stores);
+            }
+            let mut t = table(&["NAME", "PATH", "TYPE", "RO", "WEIGHT", "FREE", "TOTAL", "RESERVED", "SECTORS"]);
+            for s in &stores {
+                t.add_row(vec![
+                    s.info.name.clone(),
+                    s.info.path.clone(),
+                    s.store_type.clone(),
+                    s.info.read_only.to_string(),
+                    s.info.weight.to_string(),
+                    bytes(s.free),
+                    bytes(s.total),
+                    bytes(s.reserved),
+                    s.reserved_sectors.len().to_string(),
+                ]);
+            }
+            println!("{t}");
+        }
+        UtilCmd::Chain { cmd: ChainCmd::Head } => {
+            let h = c.chain_head().await.map_err(rpc)?;
+            if util.json {
+                return print_json(&h);
+            }
+            println!("{} height {} at {} (block time {}s)", h.network, h.height, when(h.timestamp), h.block_time_secs);
+        }
+        UtilCmd::Auth { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+fn print_state(s: &SectorState) {
+    println!("sector:       {} (proof type {})", name(s.id), s.sector_type.code());
+    println!("phase:        {}", s.phase());
+    if let Some(t) = &s.ticket {
+        println!("ticket:       epoch {}", t.epoch);
+    }
+    if let Some(p) = &s.pre {
+        println!("precommit:    {} CommR {}", s.pre_message.as_deref().unwrap_or("-"), hex(&p.comm_r));
+    }
+    if let Some(p) = &s.persisted {
+        println!("persisted:    {p}");
+    }
+    if let Some(seed) = &s.seed {
+        println!("seed:         epoch {}", seed.epoch);
+    }
+    if let Some(m) = &s.proof_message {
+        println!("prove-commit: {m}");
+    }
+    if let Some(l) = &s.latest_state {
+        println!("worker:       {} at {} ({} -> {})", l.worker.instance, l.worker.location, l.state_change.prev, l.state_change.next);
+        if let Some(f) = &l.failure {
+            println!("  failure:    {}: {}", f.level, f.desc);
+        }
+    }
+    if s.aborted {
+        println!("aborted:      {}", s.abort_reason);
+    }
+    println!("updated:      {}", when(s.updated_at));
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
 }

@@ -1,0 +1,42 @@
+//! `Venus.*` methods for operators (the `damocles-manager util` commands), on
+//! the same endpoint and tokens as the sealer methods. Reads need `read`;
+//! changing a sector by hand needs `admin` (see [`crate::perm`]).
+
+use jsonrpsee::core::RpcResult;
+use jsonrpsee::proc_macros::rpc;
+
+use crate::state::*;
+use crate::types::*;
+
+#[rpc(server, client, namespace = "Venus", namespace_separator = ".")]
+pub trait ManagerCliApi {
+    #[method(name = "ListSectors")]
+    async fn list_sectors(&self, kind: SectorListKind) -> RpcResult<Vec<SectorState>>;
+
+    /// The sector's record, online or offline; `null` if the manager never had it.
+    #[method(name = "FindSector")]
+    async fn find_sector(&self, sector: SectorID) -> RpcResult<Option<SectorState>>;
+
+    /// Marks an online sector aborted and moves it offline; the worker learns
+    /// it at its next ReportState and drops the sector.
+    #[method(name = "AbortSector")]
+    async fn abort_sector(&self, sector: SectorID, reason: String) -> RpcResult<()>;
+
+    /// Marks an online sector finalized and moves it offline.
+    #[method(name = "FinalizeSector")]
+    async fn finalize_sector(&self, sector: SectorID) -> RpcResult<()>;
+
+    /// Moves an offline sector back online, clearing the finalized/aborted marks.
+    #[method(name = "RestoreSector")]
+    async fn restore_sector(&self, sector: SectorID) -> RpcResult<()>;
+
+    #[method(name = "StoreList")]
+    async fn store_list(&self) -> RpcResult<Vec<StoreDetail>>;
+
+    #[method(name = "ChainHead")]
+    async fn chain_head(&self) -> RpcResult<ChainHeadInfo>;
+
+    /// The miner actor's view of a sector; `null` if the chain does not know it.
+    #[method(name = "ChainSectorInfo")]
+    async fn chain_sector_info(&self, sector: SectorID) -> RpcResult<Option<ChainSectorInfo>>;
+}

@@ -1,0 +1,429 @@
+//! `sector-manager.cfg`: damocles' section and key names (PascalCase), plus a
+//! `[Devnet]` section for the embedded chain.
+//!
+//! Loading never guesses: a key of the wrong type or a bad value stops the
+//! daemon with the key's full name; a key this version does not know is kept
+//! out of the way and reported by name (damocles configs carry keys for parts
+//! not built here yet, such as message fees).
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use damocles_devnet::Policy;
+use serde::{Deserialize, Serialize};
+
+pub const FILE_NAME: &str = "sector-manager.cfg";
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ManagerConfig {
+    pub common: Common,
+    pub miners: Vec<MinerConfig>,
+    pub devnet: DevnetConfig,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Common {
+    #[serde(rename = "API")]
+    pub api: ApiConfig,
+    pub auth: AuthConfig,
+    pub persist_stores: Vec<PersistStoreConfig>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ApiConfig {
+    /// Where the RPC server listens (`daemon run --listen` overrides it).
+    pub listen: String,
+    /// Chain node endpoints (`token:multiaddr`): for a node adapter, not used
+    /// while the devnet is the chain.
+    pub gateway: Vec<String>,
+    pub token: String,
+    pub chain: String,
+    pub messager: String,
+    pub market: String,
+    #[serde(with = "humantime_serde")]
+    pub chain_event_interval: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:1789".into(),
+            gateway: vec![],
+            token: String::new(),
+            chain: String::new(),
+            messager: String::new(),
+            market: String::new(),
+            chain_event_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AuthConfig {
+    /// Development only: requests from 127.0.0.1/::1 without a token get every
+    /// permission. Off by default.
+    pub allow_unauthenticated_loopback: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PersistStoreConfig {
+    /// The store's instance name, the contract with workers' `[[attached]]`
+    /// stores; defaults to `Path`.
+    pub name: String,
+    pub path: PathBuf,
+    pub meta: BTreeMap<String, String>,
+    /// Refuse non-regular files (symlinks) when reading.
+    pub strict: bool,
+    pub read_only: bool,
+    /// Relative chance of being picked; 0 counts as 1.
+    pub weight: u64,
+    /// Only these miners may persist here (empty: all).
+    pub allow_miners: Vec<u64>,
+    /// These miners may not (wins over AllowMiners).
+    pub deny_miners: Vec<u64>,
+    /// An objstore plugin serving this store instead of the filesystem.
+    #[serde(alias = "Plugin")]
+    pub plugin_name: String,
+}
+
+impl Default for PersistStoreConfig {
+    fn default() -> Self {
+        PersistStoreConfig {
+            name: String::new(),
+            path: PathBuf::new(),
+            meta: BTreeMap::new(),
+            strict: false,
+            read_only: false,
+            weight: 1,
+            allow_miners: vec![],
+            deny_miners: vec![],
+            plugin_name: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MinerConfig {
+    pub actor: u64,
+    #[serde(default)]
+    pub sector: SectorConfig,
+    #[serde(default)]
+    pub commitment: CommitmentConfig,
+    #[serde(default, rename = "PoSt")]
+    pub post: PoStConfig,
+    #[serde(default)]
+    pub proof: ProofConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SectorConfig {
+    /// Numbers above this are handed out first (the last number already used
+    /// elsewhere).
+    pub init_number: u64,
+    pub min_number: Option<u64>,
+    /// No numbers beyond this: allocation stops.
+    pub max_number: Option<u64>,
+    pub enabled: bool,
+    pub enable_deals: bool,
+    pub lifetime_days: u64,
+    pub verbose: bool,
+}
+
+impl Default for SectorConfig {
+    fn default() -> Self {
+        SectorConfig {
+            init_number: 0,
+            min_number: None,
+            max_number: None,
+            enabled: true,
+            enable_deals: false,
+            lifetime_days: 540,
+            verbose: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CommitmentConfig {
+    /// Epochs a message must be buried under before it counts as landed.
+    pub confidence: i64,
+}
+
+/// Window PoSt settings (scheduled by a later release; accepted now so
+/// damocles configs load without warnings).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PoStConfig {
+    pub enabled: bool,
+    pub strict_check: bool,
+    pub parallel: bool,
+    pub confidence: u64,
+    pub submit_confidence: u64,
+    pub challenge_confidence: u64,
+    pub max_recover_sector_limit: u64,
+    pub max_partitions_per_po_st_message: u64,
+    pub max_partitions_per_recovery_message: u64,
+}
+
+impl Default for PoStConfig {
+    fn default() -> Self {
+        PoStConfig {
+            enabled: true,
+            strict_check: true,
+            parallel: false,
+            confidence: 10,
+            submit_confidence: 4,
+            challenge_confidence: 10,
+            max_recover_sector_limit: 0,
+            max_partitions_per_po_st_message: 0,
+            max_partitions_per_recovery_message: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ProofConfig {
+    /// Winning PoSt for this miner (a later release).
+    pub enabled: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DevnetConfig {
+    /// The embedded devnet is the chain (the only chain this release speaks).
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub block_time: Duration,
+    /// Sector size of the miners the devnet creates: 2KiB, 8MiB, 512MiB, 32GiB, 64GiB.
+    pub sector_size: String,
+    pub policy: Policy,
+}
+
+impl Default for DevnetConfig {
+    fn default() -> Self {
+        DevnetConfig {
+            enabled: true,
+            block_time: Duration::from_secs(4),
+            sector_size: "2KiB".into(),
+            policy: Policy::default(),
+        }
+    }
+}
+
+/// `2KiB` → 2048.
+pub fn parse_sector_size(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| anyhow!("{s:?} is not a size like 2KiB or 32GiB"))?;
+    let mul = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => bail!("{s:?}: unknown unit {unit:?} (B, KiB, MiB, GiB)"),
+    };
+    Ok(n * mul)
+}
+
+/// A loaded config and the keys it had that this version does not know.
+pub struct Loaded {
+    pub config: ManagerConfig,
+    pub unknown_keys: Vec<String>,
+}
+
+pub fn load(path: &Path) -> Result<Loaded> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read config {}", path.display()))?;
+    parse(&text).with_context(|| format!("config {}", path.display()))
+}
+
+pub fn parse(text: &str) -> Result<Loaded> {
+    let mut unknown_keys = Vec::new();
+    let de = toml::Deserializer::new(text);
+    let mut record = |path: serde_ignored::Path<'_>| unknown_keys.push(path.to_string());
+    let de = serde_ignored::Deserializer::new(de, &mut record);
+    let config: ManagerConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner().message().trim().to_string();
+        anyhow!("key {key}: {inner}")
+    })?;
+    config.validate()?;
+    Ok(Loaded { config, unknown_keys })
+}
+
+impl ManagerConfig {
+    /// Checks that need no I/O; each error names the key.
+    pub fn validate(&self) -> Result<()> {
+        self.common
+            .api
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| anyhow!("key Common.API.Listen: {:?} is not an address like 127.0.0.1:1789: {e}", self.common.api.listen))?;
+        let mut names = HashSet::new();
+        for (i, s) in self.common.persist_stores.iter().enumerate() {
+            let key = format!("Common.PersistStores[{i}]");
+            if s.path.as_os_str().is_empty() {
+                bail!("key {key}.Path: missing; every persist store needs a Path");
+            }
+            if !s.path.is_absolute() {
+                bail!("key {key}.Path: {} must be an absolute path", s.path.display());
+            }
+            if !s.plugin_name.is_empty() {
+                bail!("key {key}.PluginName: objstore plugins are not supported by this release (store {:?})", s.instance_name());
+            }
+            if !names.insert(s.instance_name()) {
+                bail!("key {key}.Name: {:?} is used by two persist stores", s.instance_name());
+            }
+        }
+        let mut actors = HashSet::new();
+        for (i, m) in self.miners.iter().enumerate() {
+            let key = format!("Miners[{i}]");
+            if !actors.insert(m.actor) {
+                bail!("key {key}.Actor: miner {} is listed twice", m.actor);
+            }
+            if let (Some(min), Some(max)) = (m.sector.min_number, m.sector.max_number) {
+                if min > max {
+                    bail!("key {key}.Sector.MinNumber: {min} is larger than MaxNumber {max}");
+                }
+            }
+            if m.commitment.confidence < 0 {
+                bail!("key {key}.Commitment.Confidence: must be >= 0");
+            }
+        }
+        if !self.devnet.enabled {
+            bail!("key Devnet.Enabled: false, but the devnet is the only chain this release can use");
+        }
+        if self.devnet.block_time.is_zero() {
+            bail!("key Devnet.BlockTime: must be longer than 0s");
+        }
+        parse_sector_size(&self.devnet.sector_size).map_err(|e| anyhow!("key Devnet.SectorSize: {e}"))?;
+        self.devnet.policy.validate().map_err(|e| anyhow!("key Devnet.Policy: {e}"))?;
+        Ok(())
+    }
+
+    pub fn miner(&self, actor: u64) -> Option<&MinerConfig> {
+        self.miners.iter().find(|m| m.actor == actor)
+    }
+}
+
+impl PersistStoreConfig {
+    pub fn instance_name(&self) -> String {
+        if self.name.is_empty() {
+            self.path.display().to_string()
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
+/// The commented config `daemon init` writes.
+pub fn default_file(miner: u64, store: &Path, listen: &str) -> String {
+    format!(
+        r#"# damocles-manager configuration (TOML). Section and key names follow damocles'
+# sector-manager.cfg; see docs/manager-config.md for every key.
+
+[Common.API]
+# Where the Venus.* JSON-RPC server listens (HTTP and WebSocket at /rpc/v0).
+Listen = "{listen}"
+
+[Common.Auth]
+# Development only: let requests from this machine in without a token.
+AllowUnauthenticatedLoopback = false
+
+# Persist stores: where workers put sealed sectors. Name must match the
+# workers' [[attached]] store names.
+[[Common.PersistStores]]
+Name = "store-1"
+Path = "{store}"
+ReadOnly = false
+Weight = 1
+# AllowMiners = [{miner}]
+# DenyMiners = []
+
+[[Miners]]
+Actor = {miner}
+
+[Miners.Sector]
+# Sector numbers start after InitNumber and never repeat.
+InitNumber = 0
+# MaxNumber = 1000000
+Enabled = true
+EnableDeals = false
+LifetimeDays = 540
+
+[Miners.Commitment]
+# Epochs a message must be buried under before it counts as landed.
+Confidence = 0
+
+# The embedded devnet chain: epochs, randomness, a miner actor that verifies
+# every proof. Parameters for the sector size must be in the proof cache.
+[Devnet]
+Enabled = true
+BlockTime = "4s"
+SectorSize = "2KiB"
+
+[Devnet.Policy]
+SeedDelay = 5
+TicketLookback = 1
+ChallengeWindow = 10
+DeadlinesPerPeriod = 12
+ChallengeLookback = 2
+"#,
+        store = store.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_file_loads_cleanly() {
+        let text = default_file(1000, Path::new("/tmp/store"), "127.0.0.1:1789");
+        let l = parse(&text).unwrap();
+        assert!(l.unknown_keys.is_empty(), "{:?}", l.unknown_keys);
+        assert_eq!(l.config.miners[0].actor, 1000);
+        assert_eq!(l.config.common.persist_stores[0].instance_name(), "store-1");
+        assert_eq!(l.config.devnet.block_time, Duration::from_secs(4));
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_by_name() {
+        let l = parse("[Common.API]\nListen = \"127.0.0.1:1\"\nFoo = 1\n[[Miners]]\nActor = 1\nBar = true\n").unwrap();
+        assert_eq!(l.unknown_keys, vec!["Common.API.Foo", "Miners.0.Bar"]);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = parse("[[Miners]]\nActor = \"x\"\n").err().unwrap().to_string();
+        assert!(e.contains("Miners[0].Actor") || e.contains("Miners.0.Actor"), "{e}");
+        let e = parse("[Devnet]\nBlockTime = \"soon\"\n").err().unwrap().to_string();
+        assert!(e.contains("Devnet.BlockTime"), "{e}");
+        let e = parse("[Devnet]\nSectorSize = \"2KB\"\n").err().unwrap().to_string();
+        assert!(e.contains("Devnet.SectorSize"), "{e}");
+        let e = parse("[Common.API]\nListen = \"nowhere\"\n").err().unwrap().to_string();
+        assert!(e.contains("Common.API.Listen"), "{e}");
+        let e = parse("[[Common.PersistStores]]\nPath = \"rel\"\n").err().unwrap().to_string();
+        assert!(e.contains("Common.PersistStores[0].Path"), "{e}");
+        let e = parse("[Devnet.Policy]\nSeedDelay = 0\n").err().unwrap().to_string();
+        assert!(e.contains("Devnet.Policy") && e.contains("SeedDelay"), "{e}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_sector_size("2KiB").unwrap(), 2048);
+        assert_eq!(parse_sector_size("32GiB").unwrap(), 32 << 30);
+        assert!(parse_sector_size("2KB").is_err());
+    }
+}

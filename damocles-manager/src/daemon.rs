@@ -1,0 +1,137 @@
+//! `daemon init` and `daemon run`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use damocles_api::cli::ManagerCliApiServer;
+use damocles_api::rpc::SealerApiServer;
+use damocles_api::Permission;
+use damocles_devnet::{Devnet, DevnetMiner};
+use tracing::{info, warn};
+
+use crate::auth::Auth;
+use crate::config::{self, parse_sector_size};
+use crate::db::Db;
+use crate::home::{write_private, Home};
+use crate::metrics::Metrics;
+use crate::sealer::Sealer;
+use crate::server::{self, GateLayer};
+use crate::stores::Stores;
+
+pub struct InitOptions {
+    pub miner: u64,
+    /// Default: `<home>/store-1`, created.
+    pub store: Option<PathBuf>,
+    pub listen: String,
+}
+
+/// Creates the home: a commented config, the token secret, an admin token.
+/// Refuses to overwrite an existing config.
+pub fn init(home: &Home, opts: &InitOptions) -> Result<()> {
+    std::fs::create_dir_all(home.path()).with_context(|| format!("create {}", home.path().display()))?;
+    let cfg_path = home.config();
+    if cfg_path.exists() {
+        bail!("{} exists already; remove it to start over", cfg_path.display());
+    }
+    let store = match &opts.store {
+        Some(s) => std::path::absolute(s)?,
+        None => home.path().join("store-1"),
+    };
+    std::fs::create_dir_all(&store).with_context(|| format!("create persist store {}", store.display()))?;
+    let text = config::default_file(opts.miner, &store, &opts.listen);
+    config::parse(&text).context("the generated config does not load (a bug)")?;
+    std::fs::write(&cfg_path, text).with_context(|| format!("write {}", cfg_path.display()))?;
+    if Auth::init_secret(home)? {
+        info!(path = %home.secret().display(), "token secret created");
+    }
+    let token = Auth::load(home)?.create_token(Permission::Admin)?;
+    write_private(&home.token(), token.as_bytes())?;
+    println!("initialized {}", home.path().display());
+    println!("  config:      {}", cfg_path.display());
+    println!("  admin token: {}", home.token().display());
+    println!("  persist store \"store-1\": {}", store.display());
+    println!("next: damocles-manager --home {} daemon run", home.path().display());
+    Ok(())
+}
+
+pub struct RunOptions {
+    pub listen: Option<String>,
+}
+
+/// Loads everything, checks it, serves until SIGINT/SIGTERM.
+pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
+    let loaded = config::load(&home.config())?;
+    for key in &loaded.unknown_keys {
+        warn!(key = %key, file = %home.config().display(), "unknown config key ignored");
+    }
+    let cfg = loaded.config;
+    let listen_s = opts.listen.clone().unwrap_or_else(|| cfg.common.api.listen.clone());
+    let listen: SocketAddr = listen_s
+        .parse()
+        .with_context(|| format!("--listen / Common.API.Listen: {listen_s:?} is not an address like 127.0.0.1:1789"))?;
+    if cfg.common.auth.allow_unauthenticated_loopback && !listen.ip().is_loopback() {
+        bail!("key Common.Auth.AllowUnauthenticatedLoopback: only allowed when listening on a loopback address, not {listen}");
+    }
+    let auth = Arc::new(Auth::load(home)?);
+    let stores = Stores::open(&cfg.common.persist_stores)?;
+    if cfg.miners.is_empty() {
+        warn!("no [[Miners]] configured: nothing to allocate");
+    }
+
+    // Proofs are verified here: the parameter cache must be set before the first proofs call.
+    let param_dir = fil_params::configure_process_env();
+    let sector_size = parse_sector_size(&cfg.devnet.sector_size)?;
+    let params = fil_params::ParamSet::Porep2KiB;
+    if sector_size == 2048 && !fil_params::is_present(&param_dir, params).unwrap_or(false) {
+        warn!(set = ?params, "proof parameters missing: prove-commits cannot be verified until `fil-params generate` has run");
+    }
+
+    let db = Db::open(&home.database())?;
+    let miners: Vec<DevnetMiner> = cfg
+        .miners
+        .iter()
+        .map(|m| DevnetMiner { actor: m.actor, sector_size })
+        .collect();
+    let devnet = Arc::new(
+        Devnet::open(db.raw(), cfg.devnet.block_time, cfg.devnet.policy.clone(), &miners)
+            .context("open the devnet chain")?,
+    );
+    devnet.advance().context("devnet: execute due messages")?;
+    let _ticker = devnet.spawn_ticker();
+
+    let metrics = Arc::new(Metrics::new());
+    {
+        let (metrics, devnet) = (Arc::clone(&metrics), Arc::clone(&devnet));
+        tokio::spawn(async move {
+            loop {
+                metrics.chain_head.set(devnet.head_now().epoch);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+    }
+
+    let sealer = Sealer::new(cfg.clone(), db, devnet.clone(), stores, Arc::clone(&metrics));
+    let mut methods = SealerApiServer::into_rpc(sealer.clone());
+    methods.merge(ManagerCliApiServer::into_rpc(sealer))?;
+    let gate = GateLayer {
+        auth,
+        metrics,
+        open_without_token: cfg.common.auth.allow_unauthenticated_loopback,
+    };
+    let (addr, handle) = server::serve(listen, methods, gate).await?;
+    std::fs::write(home.api(), format!("http://{addr}{}\n", server::RPC_PATH))
+        .with_context(|| format!("write {}", home.api().display()))?;
+    info!(%addr, path = server::RPC_PATH, home = %home.path().display(), head = devnet.head_now().epoch, "damocles-manager serving");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("interrupted, stopping"),
+        _ = term.recv() => info!("terminated, stopping"),
+        _ = handle.clone().stopped() => warn!("server stopped"),
+    }
+    let _ = handle.stop();
+    let _ = std::fs::remove_file(home.api());
+    Ok(())
+}

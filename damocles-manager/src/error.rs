@@ -1,0 +1,46 @@
+//! Errors the RPC methods return, mapped to JSON-RPC error objects.
+
+use damocles_api::{SectorID, ERR_SECTOR_STATE_NOT_FOUND};
+use jsonrpsee::types::ErrorObjectOwned;
+
+/// `s-t01000-7`, the name damocles gives a sector everywhere.
+pub fn name(id: SectorID) -> String {
+    format!("s-t0{}-{}", id.miner, id.number)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Code 11001: the worker aborts the sector.
+    #[error("sector state not found: {}: {}", name(*.0), .1)]
+    NotFound(SectorID, String),
+    /// The request makes no sense (wrong miner, unknown store, ...): -32602.
+    #[error("{0}")]
+    Invalid(String),
+    /// Not now: the caller may retry later.
+    #[error("{0}")]
+    NotReady(String),
+    /// A fault of the manager (database, chain): -32603.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Code of [`ApiError::NotReady`].
+pub const ERR_NOT_READY: i32 = 11002;
+
+impl From<ApiError> for ErrorObjectOwned {
+    fn from(e: ApiError) -> Self {
+        let code = match e {
+            ApiError::NotFound(..) => ERR_SECTOR_STATE_NOT_FOUND,
+            ApiError::Invalid(_) => jsonrpsee::types::error::INVALID_PARAMS_CODE,
+            ApiError::NotReady(_) => ERR_NOT_READY,
+            ApiError::Internal(_) => jsonrpsee::types::error::INTERNAL_ERROR_CODE,
+        };
+        ErrorObjectOwned::owned(code, e.to_string(), None::<()>)
+    }
+}
+
+impl From<damocles_devnet::ChainError> for ApiError {
+    fn from(e: damocles_devnet::ChainError) -> Self {
+        ApiError::Internal(format!("chain: {e}"))
+    }
+}

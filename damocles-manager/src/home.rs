@@ -1,0 +1,86 @@
+//! The manager's home directory: config, secret, tokens, database.
+//!
+//! ```text
+//! <home>/sector-manager.cfg   config (daemon init writes a commented default)
+//! <home>/keystore/jwt-secret  HMAC secret tokens are signed with (0600)
+//! <home>/token                the admin token (0600)
+//! <home>/api                  the running daemon's RPC URL, for the CLI
+//! <home>/data/manager.redb    sector state, allocator, reservations, devnet chain
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+#[derive(Clone, Debug)]
+pub struct Home(PathBuf);
+
+impl Home {
+    pub fn new(path: impl Into<PathBuf>) -> Home {
+        Home(path.into())
+    }
+
+    /// `--home`, else `$DAMOCLES_PATH`, else `~/.damocles-manager`.
+    pub fn default_path() -> PathBuf {
+        if let Some(p) = std::env::var_os("DAMOCLES_PATH") {
+            return PathBuf::from(p);
+        }
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        home.join(".damocles-manager")
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn config(&self) -> PathBuf {
+        self.0.join(crate::config::FILE_NAME)
+    }
+    pub fn secret(&self) -> PathBuf {
+        self.0.join("keystore").join("jwt-secret")
+    }
+    pub fn token(&self) -> PathBuf {
+        self.0.join("token")
+    }
+    pub fn api(&self) -> PathBuf {
+        self.0.join("api")
+    }
+    pub fn database(&self) -> PathBuf {
+        self.0.join("data").join("manager.redb")
+    }
+
+    pub fn read_token(&self) -> Result<String> {
+        let p = self.token();
+        Ok(std::fs::read_to_string(&p)
+            .with_context(|| format!("read token {} (run `damocles-manager daemon init` first, or pass --token)", p.display()))?
+            .trim()
+            .to_string())
+    }
+
+    pub fn read_api(&self) -> Result<String> {
+        let p = self.api();
+        Ok(std::fs::read_to_string(&p)
+            .with_context(|| format!("read {} (is the daemon running? or pass --api)", p.display()))?
+            .trim()
+            .to_string())
+    }
+}
+
+/// Writes `contents` to `path` readable by the owner only, atomically.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().context("a file path has a parent")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("create {}", tmp.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
+    Ok(())
+}

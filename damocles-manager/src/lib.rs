@@ -1,0 +1,24 @@
+//! damocles-manager: the site's sector manager.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`config`] | `sector-manager.cfg`: keys, defaults, validation |
+//! | [`home`] | the home directory layout |
+//! | [`auth`] | token secret, minting and checking tokens |
+//! | [`db`] | durable state in redb: sectors, numbers, reservations |
+//! | [`stores`] | persist stores and reservation choice |
+//! | [`sealer`] | the `Venus.*` methods |
+//! | [`server`] | HTTP/WebSocket serving, auth gate, per-call guard |
+//! | [`metrics`] | Prometheus metrics |
+//! | [`daemon`] | `daemon init` / `daemon run` |
+
+pub mod auth;
+pub mod config;
+pub mod daemon;
+pub mod db;
+pub mod error;
+pub mod home;
+pub mod metrics;
+pub mod sealer;
+pub mod server;
+pub mod stores;

@@ -1,0 +1,633 @@
+//! The `Venus.*` methods: what workers and operators ask of the manager.
+//!
+//! Each method checks its input against the stored sector first and changes
+//! state only once everything is known to be right; a refused call leaves the
+//! database as it was. Writes go through [`Db`] on blocking threads (redb
+//! commits fsync).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use damocles_api::cli::ManagerCliApiServer;
+use damocles_api::rpc::SealerApiServer;
+use damocles_api::*;
+use damocles_devnet::{miner_entropy, Chain, Domain, Message, MessageStatus, PreCommitParams};
+use filecoin_proofs_api::SectorId;
+use jsonrpsee::core::RpcResult;
+use rand::seq::SliceRandom;
+use tracing::{info, warn};
+
+use crate::config::ManagerConfig;
+use crate::db::{Db, NumberPolicy};
+use crate::error::{name, ApiError};
+use crate::metrics::{MethodLabels, Metrics, MinerLabels};
+use crate::stores::Stores;
+
+pub struct Manager {
+    pub config: ManagerConfig,
+    pub db: Db,
+    pub chain: Arc<dyn Chain>,
+    pub stores: Stores,
+    pub metrics: Arc<Metrics>,
+    /// Serializes message submission so one sector never sends twice.
+    submit: tokio::sync::Mutex<()>,
+}
+
+/// The RPC handle (cheap to clone).
+#[derive(Clone)]
+pub struct Sealer(Arc<Manager>);
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+impl Sealer {
+    pub fn new(config: ManagerConfig, db: Db, chain: Arc<dyn Chain>, stores: Stores, metrics: Arc<Metrics>) -> Sealer {
+        Sealer(Arc::new(Manager {
+            config,
+            db,
+            chain,
+            stores,
+            metrics,
+            submit: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    pub fn manager(&self) -> &Manager {
+        &self.0
+    }
+
+    /// Runs a database call on a blocking thread.
+    async fn db<T: Send + 'static>(&self, f: impl FnOnce(&Db) -> Result<T> + Send + 'static) -> Result<T> {
+        let db = self.0.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| ApiError::Internal(format!("database task: {e}")))?
+    }
+
+    async fn online(&self, id: SectorID) -> Result<SectorState> {
+        match self.db(move |db| db.online(id)).await? {
+            Some(s) => Ok(s),
+            None => {
+                let known = self.db(move |db| db.find(id)).await?;
+                Err(match known {
+                    Some((s, _)) if s.aborted => ApiError::NotFound(id, format!("aborted: {}", s.abort_reason)),
+                    Some(_) => ApiError::NotFound(id, "already finalized".into()),
+                    None => ApiError::NotFound(id, "never allocated here".into()),
+                })
+            }
+        }
+    }
+
+    async fn update<T: Send + 'static>(
+        &self,
+        id: SectorID,
+        f: impl FnOnce(&mut SectorState) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.db(move |db| db.update(id, f)).await
+    }
+
+    async fn sector_size(&self, miner: u64) -> Result<u64> {
+        Ok(self.0.chain.miner_info(miner).await?.sector_size)
+    }
+
+    async fn push(&self, msg: Message) -> Result<String> {
+        let method = msg.method();
+        let id = self.0.chain.push_message(msg).await?;
+        self.0
+            .metrics
+            .messages_pushed
+            .get_or_create(&MethodLabels { method: method.into() })
+            .inc();
+        Ok(id)
+    }
+
+    /// Maps a message's chain status to what the worker polls for.
+    async fn poll_message(&self, what: &str, message: Option<String>, landed_check: bool, id: SectorID) -> Result<PollStateResp> {
+        let Some(msg) = message else {
+            return Ok(PollStateResp {
+                state: OnChainState::NotFound,
+                desc: Some(format!("no {what} submitted for {}", name(id))),
+            });
+        };
+        let confidence = self
+            .0
+            .config
+            .miner(id.miner)
+            .map(|m| m.commitment.confidence)
+            .unwrap_or(0);
+        let head = self.0.chain.head().await?.epoch;
+        Ok(match self.0.chain.message_status(&msg).await? {
+            MessageStatus::Pending => PollStateResp {
+                state: OnChainState::Pending,
+                desc: Some(format!("{what} message {msg} waits in the message pool")),
+            },
+            MessageStatus::Executed { epoch, exit_code: 0, .. } if head < epoch + confidence => PollStateResp {
+                state: OnChainState::Packed,
+                desc: Some(format!("{what} message {msg} executed at epoch {epoch}, waiting for {confidence} confirmations")),
+            },
+            MessageStatus::Executed { exit_code: 0, .. } => {
+                if landed_check && self.0.chain.sector(id.miner, id.number).await?.is_none() {
+                    return Err(ApiError::Internal(format!("{what} message {msg} succeeded but the chain has no sector {}", name(id))));
+                }
+                PollStateResp {
+                    state: OnChainState::Landed,
+                    desc: None,
+                }
+            }
+            MessageStatus::Executed { epoch, exit_code, error } => PollStateResp {
+                state: OnChainState::PermFailed,
+                desc: Some(format!(
+                    "{what} message {msg} failed at epoch {epoch} with exit code {exit_code}: {}",
+                    error.unwrap_or_default()
+                )),
+            },
+        })
+    }
+
+    async fn message_ok(&self, msg: &Option<String>) -> Result<bool> {
+        Ok(match msg {
+            None => false,
+            Some(m) => !matches!(
+                self.0.chain.message_status(m).await?,
+                MessageStatus::Executed { exit_code, .. } if exit_code != 0
+            ),
+        })
+    }
+}
+
+fn rejected(desc: String) -> SubmitResp {
+    SubmitResp {
+        res: SubmitResult::Rejected,
+        desc: Some(desc),
+    }
+}
+
+fn submit(res: SubmitResult) -> SubmitResp {
+    SubmitResp { res, desc: None }
+}
+
+#[async_trait]
+impl SealerApiServer for Sealer {
+    async fn allocate_sector(&self, spec: AllocateSectorSpec, niporep: Option<bool>) -> RpcResult<Option<AllocatedSector>> {
+        if niporep == Some(true) {
+            return Err(ApiError::Invalid("non-interactive PoRep sectors are not supported by this manager".into()).into());
+        }
+        let allowed = spec.allowed_miners.clone().unwrap_or_default();
+        let mut miners: Vec<_> = self
+            .0
+            .config
+            .miners
+            .iter()
+            .filter(|m| allowed.is_empty() || allowed.contains(&m.actor))
+            .collect();
+        if miners.is_empty() {
+            let managed: Vec<u64> = self.0.config.miners.iter().map(|m| m.actor).collect();
+            return Err(ApiError::Invalid(format!(
+                "none of the allowed miners {allowed:?} is managed here (managed: {managed:?})"
+            ))
+            .into());
+        }
+        miners.retain(|m| m.sector.enabled);
+        miners.shuffle(&mut rand::thread_rng());
+        let proof_types = spec.allowed_proof_types.clone().unwrap_or_default();
+        for m in miners {
+            let info = self.0.chain.miner_info(m.actor).await.map_err(ApiError::from)?;
+            let proof = SealProof(info.seal_proof);
+            if !proof_types.is_empty() && !proof_types.contains(&proof) {
+                continue;
+            }
+            let policy = NumberPolicy {
+                init_number: m.sector.init_number,
+                min_number: m.sector.min_number,
+                max_number: m.sector.max_number,
+            };
+            let actor = m.actor;
+            if let Some(state) = self.db(move |db| db.allocate(actor, proof, policy)).await? {
+                info!(sector = %name(state.id), "sector allocated");
+                self.0
+                    .metrics
+                    .sectors_allocated
+                    .get_or_create(&MinerLabels { miner: actor.to_string() })
+                    .inc();
+                return Ok(Some(AllocatedSector { id: state.id, proof_type: proof }));
+            }
+            warn!(miner = actor, "sector numbers used up (Miners.Sector.MaxNumber)");
+        }
+        Ok(None)
+    }
+
+    async fn acquire_deals(&self, sector: SectorID, _spec: AcquireDealsSpec) -> RpcResult<Option<Vec<SectorPiece>>> {
+        self.online(sector).await?;
+        // No market is connected: every sector is committed capacity.
+        Ok(None)
+    }
+
+    async fn assign_ticket(&self, sector: SectorID) -> RpcResult<Ticket> {
+        let state = self.online(sector).await?;
+        if let Some(t) = state.ticket {
+            return Ok(t);
+        }
+        let head = self.0.chain.head().await.map_err(ApiError::from)?.epoch;
+        let epoch = (head - self.0.chain.ticket_lookback()).max(0);
+        let bytes = self
+            .0
+            .chain
+            .randomness(Domain::SealRandomness, epoch, &miner_entropy(sector.miner))
+            .await
+            .map_err(ApiError::from)?;
+        let fresh = Ticket {
+            ticket: encoding::Bytes32(bytes),
+            epoch,
+        };
+        // Another call may have won the race: the stored ticket wins.
+        let t = self
+            .update(sector, move |s| Ok(*s.ticket.get_or_insert(fresh)))
+            .await?;
+        Ok(t)
+    }
+
+    async fn submit_pre_commit(&self, sector: AllocatedSector, info: PreCommitOnChainInfo, reset: bool) -> RpcResult<SubmitResp> {
+        let id = sector.id;
+        let _one_at_a_time = self.0.submit.lock().await;
+        let state = self.online(id).await?;
+        if sector.proof_type != state.sector_type {
+            return Ok(rejected(format!(
+                "{}: proof type {} does not match the allocated {}",
+                name(id),
+                sector.proof_type.code(),
+                state.sector_type.code()
+            )));
+        }
+        if state.ticket != Some(info.ticket) {
+            return Ok(rejected(format!("{}: the ticket is not the one AssignTicket gave", name(id))));
+        }
+        if let Some(pre) = &state.pre {
+            let alive = self.message_ok(&state.pre_message).await?;
+            if *pre == info && (alive || !reset) {
+                return Ok(submit(SubmitResult::DuplicateSubmit));
+            }
+            if *pre != info && !reset {
+                return Ok(SubmitResp {
+                    res: SubmitResult::MismatchedSubmission,
+                    desc: Some(format!("{}: a different precommit was submitted before; resubmit with reset", name(id))),
+                });
+            }
+        }
+        let msg = Message::PreCommitSector {
+            miner: id.miner,
+            params: PreCommitParams {
+                sector_number: id.number,
+                seal_proof: state.sector_type.0,
+                comm_r: info.comm_r,
+                comm_d: info.comm_d,
+                seal_rand_epoch: info.ticket.epoch,
+            },
+        };
+        let msg_id = self.push(msg).await?;
+        info!(sector = %name(id), message = %msg_id, "precommit sent");
+        self.update(id, move |s| {
+            s.pre = Some(info);
+            s.pre_message = Some(msg_id);
+            Ok(())
+        })
+        .await?;
+        Ok(submit(SubmitResult::Accepted))
+    }
+
+    async fn poll_pre_commit_state(&self, sector: SectorID) -> RpcResult<PollStateResp> {
+        let state = self.online(sector).await?;
+        Ok(self.poll_message("precommit", state.pre_message, false, sector).await?)
+    }
+
+    async fn submit_persisted(&self, sector: SectorID, instance: String) -> RpcResult<bool> {
+        self.submit_persisted_ex(sector, instance, false).await
+    }
+
+    async fn submit_persisted_ex(&self, sector: SectorID, instance: String, is_upgrade: bool) -> RpcResult<bool> {
+        self.online(sector).await?;
+        if is_upgrade {
+            return Err(ApiError::Invalid("snap-up (upgrade) sectors are not supported by this manager yet".into()).into());
+        }
+        let Some(store) = self.0.stores.get(&instance).cloned() else {
+            let known: Vec<String> = self.0.stores.all().iter().map(|s| s.name()).collect();
+            return Err(ApiError::Invalid(format!("unknown persist store {instance:?} (known: {known:?})")).into());
+        };
+        let size = self.sector_size(sector.miner).await?;
+        let check = tokio::task::spawn_blocking(move || store.check_persisted(sector, size))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        if let Err(missing) = check {
+            warn!(sector = %name(sector), store = %instance, %missing, "persisted files incomplete");
+            return Ok(false);
+        }
+        self.update(sector, move |s| {
+            s.persisted = Some(instance);
+            Ok(())
+        })
+        .await?;
+        Ok(true)
+    }
+
+    async fn wait_seed(&self, sector: SectorID, _proof_type: Option<SealProof>) -> RpcResult<WaitSeedResp> {
+        let state = self.online(sector).await?;
+        if let Some(seed) = state.seed {
+            return Ok(WaitSeedResp { should_wait: false, delay: 0, seed: Some(seed) });
+        }
+        let chain = &self.0.chain;
+        let block = chain.block_time().as_secs_f64();
+        let Some(pre) = chain.precommit(sector.miner, sector.number).await.map_err(ApiError::from)? else {
+            // Not on chain (yet): say why.
+            let poll = self.poll_message("precommit", state.pre_message, false, sector).await?;
+            return match poll.state {
+                OnChainState::Pending | OnChainState::Packed => Ok(WaitSeedResp {
+                    should_wait: true,
+                    delay: block.ceil().max(1.0) as u64,
+                    seed: None,
+                }),
+                _ => Err(ApiError::NotReady(format!(
+                    "{}: no landed precommit to draw a seed for ({})",
+                    name(sector),
+                    poll.desc.unwrap_or_default()
+                ))
+                .into()),
+            };
+        };
+        let seed_epoch = pre.seed_epoch(chain.seed_delay());
+        let head = chain.head().await.map_err(ApiError::from)?.epoch;
+        if head < seed_epoch {
+            let delay = ((seed_epoch - head) as f64 * block).ceil().max(1.0) as u64;
+            return Ok(WaitSeedResp { should_wait: true, delay, seed: None });
+        }
+        let bytes = chain
+            .randomness(Domain::InteractiveSealChallengeSeed, seed_epoch, &miner_entropy(sector.miner))
+            .await
+            .map_err(ApiError::from)?;
+        let seed = Seed {
+            seed: encoding::Bytes32(bytes),
+            epoch: seed_epoch,
+        };
+        self.update(sector, move |s| {
+            s.seed = Some(seed);
+            Ok(())
+        })
+        .await?;
+        Ok(WaitSeedResp { should_wait: false, delay: 0, seed: Some(seed) })
+    }
+
+    async fn submit_proof(&self, sector: SectorID, proof: ProofOnChainInfo, reset: bool) -> RpcResult<SubmitResp> {
+        let _one_at_a_time = self.0.submit.lock().await;
+        let state = self.online(sector).await?;
+        let (Some(pre), Some(seed)) = (state.pre, state.seed) else {
+            return Ok(rejected(format!("{}: no precommit and seed yet (call WaitSeed first)", name(sector))));
+        };
+        if let Some(existing) = &state.proof {
+            let alive = self.message_ok(&state.proof_message).await?;
+            if *existing == proof.proof && (alive || !reset) {
+                return Ok(submit(SubmitResult::DuplicateSubmit));
+            }
+            if *existing != proof.proof && !reset {
+                return Ok(SubmitResp {
+                    res: SubmitResult::MismatchedSubmission,
+                    desc: Some(format!("{}: a different proof was submitted before; resubmit with reset", name(sector))),
+                });
+            }
+        }
+        // Check before sending, as the chain will: a bad proof costs a message
+        // and the worker learns sooner.
+        let bytes = proof.proof.0.clone();
+        let seal_proof = state.sector_type.0;
+        let verified = tokio::task::spawn_blocking(move || {
+            filecoin_proofs_api::seal::verify_seal(
+                seal_proof,
+                pre.comm_r,
+                pre.comm_d,
+                vc_processors::tasks::prover_id(sector.miner),
+                SectorId::from(sector.number),
+                pre.ticket.ticket.0,
+                seed.seed.0,
+                &bytes,
+            )
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        match verified {
+            Ok(true) => {}
+            Ok(false) => {
+                warn!(sector = %name(sector), "proof refused: does not verify");
+                return Ok(rejected(format!(
+                    "{}: the proof does not verify against the precommit (CommR, ticket epoch {}, seed epoch {})",
+                    name(sector),
+                    pre.ticket.epoch,
+                    seed.epoch
+                )));
+            }
+            Err(e) => {
+                warn!(sector = %name(sector), error = %e, "proof refused: cannot be verified");
+                return Ok(rejected(format!("{}: the proof cannot be verified: {e:#}", name(sector))));
+            }
+        }
+        let msg = Message::ProveCommitSector {
+            miner: sector.miner,
+            sector_number: sector.number,
+            proof: proof.proof.0.clone(),
+        };
+        let msg_id = self.push(msg).await?;
+        info!(sector = %name(sector), message = %msg_id, "prove-commit sent");
+        self.update(sector, move |s| {
+            s.proof = Some(proof.proof);
+            s.proof_message = Some(msg_id);
+            Ok(())
+        })
+        .await?;
+        Ok(submit(SubmitResult::Accepted))
+    }
+
+    async fn poll_proof_state(&self, sector: SectorID) -> RpcResult<PollStateResp> {
+        let state = self.online(sector).await?;
+        Ok(self.poll_message("prove-commit", state.proof_message, true, sector).await?)
+    }
+
+    async fn report_state(&self, sector: SectorID, req: ReportStateReq) -> RpcResult<SectorStateResp> {
+        let offline = self
+            .db(move |db| match db.online(sector)? {
+                Some(_) => db.update(sector, move |s| {
+                    s.latest_state = Some(req);
+                    Ok(None)
+                }),
+                None => match db.find(sector)? {
+                    Some((s, _)) => Ok(Some(s)),
+                    None => Err(ApiError::NotFound(sector, "never allocated here".into())),
+                },
+            })
+            .await?;
+        Ok(match offline {
+            None => SectorStateResp { id: sector, finalized: false, abort_reason: None },
+            // Finalized or aborted here: the worker drops the sector.
+            Some(s) => SectorStateResp {
+                id: sector,
+                finalized: true,
+                abort_reason: s.aborted.then_some(s.abort_reason),
+            },
+        })
+    }
+
+    async fn report_finalized(&self, sector: SectorID) -> RpcResult<()> {
+        self.finish(sector, None).await
+    }
+
+    async fn report_aborted(&self, sector: SectorID, reason: String) -> RpcResult<()> {
+        self.finish(sector, Some(reason)).await
+    }
+
+    async fn worker_ping(&self, info: WorkerInfo) -> RpcResult<()> {
+        Ok(self.db(move |db| db.record_ping(info)).await?)
+    }
+
+    async fn store_reserve_space(&self, sector: SectorID, size: u64, candidates: Vec<String>) -> RpcResult<Option<StoreBasicInfo>> {
+        self.online(sector).await?;
+        let unknown: Vec<&String> = candidates.iter().filter(|c| self.0.stores.get(c).is_none()).collect();
+        if !unknown.is_empty() {
+            warn!(sector = %name(sector), ?unknown, "worker offered stores this manager does not know");
+        }
+        let stores = self.0.stores.clone();
+        let r = self
+            .db(move |db| {
+                db.reserve(sector, size, |reserved| stores.pick(sector.miner, size, &candidates, reserved, |s| s.space()))
+            })
+            .await?;
+        Ok(r.and_then(|r| self.0.stores.get(&r.store).map(|s| s.basic_info())))
+    }
+
+    async fn store_basic_info(&self, instance: String) -> RpcResult<Option<StoreBasicInfo>> {
+        Ok(self.0.stores.get(&instance).map(|s| s.basic_info()))
+    }
+}
+
+impl Sealer {
+    /// ReportFinalized / ReportAborted: the sector goes offline. Repeating it
+    /// for a sector already offline is fine.
+    async fn finish(&self, sector: SectorID, abort: Option<String>) -> RpcResult<()> {
+        let r = self
+            .db(move |db| {
+                if db.online(sector)?.is_none() {
+                    return match db.find(sector)? {
+                        Some(_) => Ok(()),
+                        None => Err(ApiError::NotFound(sector, "never allocated here".into())),
+                    };
+                }
+                db.move_offline(sector, |s| match abort {
+                    Some(reason) => {
+                        s.aborted = true;
+                        s.abort_reason = reason;
+                    }
+                    None => s.finalized = true,
+                })
+            })
+            .await;
+        Ok(r?)
+    }
+}
+
+#[async_trait]
+impl ManagerCliApiServer for Sealer {
+    async fn list_sectors(&self, kind: SectorListKind) -> RpcResult<Vec<SectorState>> {
+        let out = self
+            .db(move |db| {
+                let mut out = Vec::new();
+                if matches!(kind, SectorListKind::Online | SectorListKind::All) {
+                    out.extend(db.list(true)?);
+                }
+                if matches!(kind, SectorListKind::Offline | SectorListKind::All) {
+                    out.extend(db.list(false)?);
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(out)
+    }
+
+    async fn find_sector(&self, sector: SectorID) -> RpcResult<Option<SectorState>> {
+        Ok(self.db(move |db| db.find(sector)).await?.map(|(s, _)| s))
+    }
+
+    async fn abort_sector(&self, sector: SectorID, reason: String) -> RpcResult<()> {
+        info!(sector = %name(sector), %reason, "sector aborted by the operator");
+        Ok(self
+            .db(move |db| {
+                db.move_offline(sector, |s| {
+                    s.aborted = true;
+                    s.abort_reason = reason;
+                })
+            })
+            .await?)
+    }
+
+    async fn finalize_sector(&self, sector: SectorID) -> RpcResult<()> {
+        info!(sector = %name(sector), "sector finalized by the operator");
+        Ok(self.db(move |db| db.move_offline(sector, |s| s.finalized = true)).await?)
+    }
+
+    async fn restore_sector(&self, sector: SectorID) -> RpcResult<()> {
+        info!(sector = %name(sector), "sector restored by the operator");
+        Ok(self.db(move |db| db.restore(sector)).await?)
+    }
+
+    async fn store_list(&self) -> RpcResult<Vec<StoreDetail>> {
+        let reservations = self.db(|db| db.reservations()).await?;
+        Ok(self
+            .0
+            .stores
+            .all()
+            .iter()
+            .map(|s| {
+                let space = s.space();
+                let mine: Vec<_> = reservations.iter().filter(|(_, r)| r.store == s.name()).collect();
+                StoreDetail {
+                    info: s.basic_info(),
+                    store_type: "embed-fs".into(),
+                    total: space.total,
+                    free: space.free,
+                    reserved: mine.iter().map(|(_, r)| r.size).sum(),
+                    reserved_sectors: mine.iter().map(|(id, _)| *id).collect(),
+                }
+            })
+            .collect())
+    }
+
+    async fn chain_head(&self) -> RpcResult<ChainHeadInfo> {
+        let head = self.0.chain.head().await.map_err(ApiError::from)?;
+        Ok(ChainHeadInfo {
+            network: self.0.chain.network(),
+            height: head.epoch,
+            timestamp: head.timestamp,
+            block_time_secs: self.0.chain.block_time().as_secs_f64(),
+        })
+    }
+
+    async fn chain_sector_info(&self, sector: SectorID) -> RpcResult<Option<ChainSectorInfo>> {
+        let chain = &self.0.chain;
+        if let Some(s) = chain.sector(sector.miner, sector.number).await.map_err(ApiError::from)? {
+            return Ok(Some(ChainSectorInfo {
+                state: if s.faulty { "Faulty" } else { "Active" }.into(),
+                pre_commit_epoch: s.precommit_epoch,
+                activation: Some(s.activation),
+                expiration: Some(s.expiration),
+                deadline: Some(s.deadline),
+                partition: Some(s.partition),
+                comm_r: s.comm_r,
+            }));
+        }
+        Ok(chain
+            .precommit(sector.miner, sector.number)
+            .await
+            .map_err(ApiError::from)?
+            .map(|p| ChainSectorInfo {
+                state: "PreCommitted".into(),
+                pre_commit_epoch: p.precommit_epoch,
+                activation: None,
+                expiration: None,
+                deadline: None,
+                partition: None,
+                comm_r: p.params.comm_r,
+            }))
+    }
+}

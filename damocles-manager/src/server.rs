@@ -1,0 +1,267 @@
+//! The HTTP side: `/rpc/v0` (JSON-RPC over HTTP and WebSocket), `/metrics`,
+//! `/healthcheck`.
+//!
+//! Two layers guard the RPC:
+//! - [`GateLayer`] (HTTP) routes by path and turns the `Authorization: Bearer`
+//!   header into the permissions it grants; a token that does not verify is
+//!   answered with HTTP 401 at once.
+//! - [`Guard`] (per JSON-RPC call) refuses a method the caller's permissions do
+//!   not cover (see `damocles_api::perm`), and counts and times every call.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use damocles_api::perm::{self, Permission};
+use jsonrpsee::server::middleware::rpc::{Batch, Notification, RpcServiceBuilder, RpcServiceT};
+use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse, MethodResponse, Methods, Server, ServerHandle};
+use jsonrpsee::types::{ErrorObjectOwned, Request};
+use tower::{BoxError, Layer, Service};
+
+use crate::auth::Auth;
+use crate::metrics::{CallLabels, MethodLabels, Metrics};
+
+/// JSON-RPC error code for a call the caller's token does not permit.
+pub const ERR_PERMISSION_DENIED: i32 = 11003;
+pub const RPC_PATH: &str = "/rpc/v0";
+
+/// What the caller may do, attached to each request by the gate.
+#[derive(Clone, Debug)]
+pub enum Granted {
+    /// No Authorization header.
+    Anonymous,
+    Token(Vec<Permission>),
+    /// Loopback without a token, with `AllowUnauthenticatedLoopback`.
+    Everything,
+}
+
+impl Granted {
+    fn allows(&self, p: Permission) -> bool {
+        match self {
+            Granted::Anonymous => false,
+            Granted::Token(perms) => perms.contains(&p),
+            Granted::Everything => true,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct GateLayer {
+    pub auth: Arc<Auth>,
+    pub metrics: Arc<Metrics>,
+    /// Requests without a token get every permission (loopback-only servers).
+    pub open_without_token: bool,
+}
+
+impl<S> Layer<S> for GateLayer {
+    type Service = Gate<S>;
+    fn layer(&self, inner: S) -> Gate<S> {
+        Gate {
+            inner,
+            shared: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Gate<S> {
+    inner: S,
+    shared: GateLayer,
+}
+
+fn plain(status: u16, content_type: &'static str, body: String) -> HttpResponse {
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(HttpBody::from(body))
+        .expect("a valid response")
+}
+
+fn rpc_error_response(status: u16, code: i32, message: String) -> HttpResponse {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": code, "message": message },
+    });
+    plain(status, "application/json", body.to_string())
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<S, B> Service<HttpRequest<B>> for Gate<S>
+where
+    S: Service<HttpRequest<B>, Response = HttpResponse> + Send + 'static,
+    S::Error: Into<BoxError> + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = HttpResponse;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<HttpResponse, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: HttpRequest<B>) -> Self::Future {
+        let path = req.uri().path().trim_end_matches('/').to_string();
+        match path.as_str() {
+            "/healthcheck" => Box::pin(async { Ok(plain(200, "text/plain", "ok\n".into())) }),
+            "/metrics" => {
+                let text = self.shared.metrics.render();
+                Box::pin(async move { Ok(plain(200, "text/plain; version=0.0.4", text)) })
+            }
+            RPC_PATH => {
+                let header = req
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .map(|v| v.to_str().unwrap_or("").to_string());
+                let granted = match header {
+                    None if self.shared.open_without_token => Granted::Everything,
+                    None => Granted::Anonymous,
+                    Some(h) => {
+                        let token = h.strip_prefix("Bearer ").unwrap_or("").trim();
+                        match self.shared.auth.verify(token) {
+                            Ok(perms) => Granted::Token(perms),
+                            Err(e) => {
+                                let msg = format!("unauthorized: {e} (send `Authorization: Bearer <token>` with a token from this manager)");
+                                return Box::pin(async move { Ok(rpc_error_response(401, ERR_PERMISSION_DENIED, msg)) });
+                            }
+                        }
+                    }
+                };
+                req.extensions_mut().insert(granted);
+                let fut = self.inner.call(req);
+                Box::pin(async move { fut.await.map_err(Into::into) })
+            }
+            other => {
+                let msg = format!("no such path {other:?}: the JSON-RPC endpoint is {RPC_PATH}; also /metrics and /healthcheck\n");
+                Box::pin(async move { Ok(plain(404, "text/plain", msg)) })
+            }
+        }
+    }
+}
+
+/// Per-call permission check, metrics and tracing.
+#[derive(Clone)]
+pub struct Guard<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+fn denial(method: &str, need: Permission, granted: Option<&Granted>) -> ErrorObjectOwned {
+    let msg = match granted {
+        Some(Granted::Token(perms)) => format!(
+            "permission denied: {method} needs the {need} permission; this token allows {}",
+            perms.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+        _ => format!(
+            "permission denied: {method} needs the {need} permission and the request carries no token; \
+             send `Authorization: Bearer <token>` (damocles-manager util auth create-token --perm {need})"
+        ),
+    };
+    ErrorObjectOwned::owned(ERR_PERMISSION_DENIED, msg, None::<()>)
+}
+
+impl<S> RpcServiceT for Guard<S>
+where
+    S: RpcServiceT<MethodResponse = MethodResponse, BatchResponse = MethodResponse, NotificationResponse = MethodResponse>
+        + Send
+        + Sync
+        + Clone
+        + 'static,
+{
+    type MethodResponse = MethodResponse;
+    type BatchResponse = MethodResponse;
+    type NotificationResponse = MethodResponse;
+
+    fn call<'a>(&self, req: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        let method = req.method_name().to_string();
+        let need = perm::required(&method);
+        let granted = req.extensions().get::<Granted>().cloned();
+        let inner = self.inner.clone();
+        let metrics = Arc::clone(&self.metrics);
+        async move {
+            let labels = |outcome: &str| CallLabels {
+                method: method.clone(),
+                outcome: outcome.into(),
+            };
+            if !granted.as_ref().is_some_and(|g| g.allows(need)) {
+                metrics.rpc_calls.get_or_create(&labels("denied")).inc();
+                tracing::debug!(%method, %need, "call refused");
+                return MethodResponse::error(req.id().into_owned(), denial(&method, need, granted.as_ref()));
+            }
+            let start = Instant::now();
+            let resp = inner.call(req).await;
+            let outcome = if resp.is_error() { "error" } else { "ok" };
+            metrics.rpc_calls.get_or_create(&labels(outcome)).inc();
+            metrics
+                .rpc_seconds
+                .get_or_create(&MethodLabels { method: method.clone() })
+                .observe(start.elapsed().as_secs_f64());
+            if resp.is_error() {
+                tracing::debug!(%method, response = %resp.as_json().get(), "call failed");
+            }
+            resp
+        }
+    }
+
+    fn batch<'a>(&self, batch: Batch<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        // A batch runs only if every call in it is permitted.
+        let mut refusal = None;
+        for entry in batch.iter().flatten() {
+            let method = entry.method_name().to_string();
+            let need = perm::required(&method);
+            let granted = entry.extensions().get::<Granted>();
+            if !granted.is_some_and(|g| g.allows(need)) {
+                refusal = Some(denial(&method, need, granted));
+                break;
+            }
+        }
+        let inner = self.inner.clone();
+        async move {
+            match refusal {
+                Some(err) => MethodResponse::error(jsonrpsee::types::Id::Null, err),
+                None => inner.batch(batch).await,
+            }
+        }
+    }
+
+    fn notification<'a>(&self, n: Notification<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        let allowed = n
+            .extensions()
+            .get::<Granted>()
+            .is_some_and(|g| g.allows(perm::required(n.method_name())));
+        let inner = self.inner.clone();
+        async move {
+            if allowed {
+                inner.notification(n).await
+            } else {
+                MethodResponse::notification()
+            }
+        }
+    }
+}
+
+/// Starts the server on `listen`; returns the bound address and a handle that
+/// stops it.
+pub async fn serve(listen: SocketAddr, methods: impl Into<Methods>, gate: GateLayer) -> anyhow::Result<(SocketAddr, ServerHandle)> {
+    let metrics = Arc::clone(&gate.metrics);
+    let rpc = RpcServiceBuilder::new().layer_fn(move |inner| Guard {
+        inner,
+        metrics: Arc::clone(&metrics),
+    });
+    let config = jsonrpsee::server::ServerConfig::builder().max_connections(4096).build();
+    let server = Server::builder()
+        .set_config(config)
+        .set_http_middleware(tower::ServiceBuilder::new().layer(gate))
+        .set_rpc_middleware(rpc)
+        .build(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("listen on {listen}: {e}"))?;
+    let addr = server.local_addr()?;
+    Ok((addr, server.start(methods)))
+}

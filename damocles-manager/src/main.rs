@@ -190,6 +190,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let home = Home::new(cli.home.clone().unwrap_or_else(Home::default_path));
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::chain::Epoch;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
+#[serde(rename_all = "PascalCase", default)]
 pub struct Policy {
     /// Epochs between a precommit landing and its interactive seed
     /// (mainnet: PreCommitChallengeDelay = 150).

@@ -75,6 +75,11 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         bail!("key Common.Auth.AllowUnauthenticatedLoopback: only allowed when listening on a loopback address, not {listen}");
     }
     let auth = Arc::new(Auth::load(home)?);
+    // One descriptor per worker connection: take what the hard limit allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => info!(open_files = n, "file descriptor limit"),
+        Err(e) => warn!(error = %e, "could not raise the file descriptor limit"),
+    }
     let stores = Stores::open(&cfg.common.persist_stores)?;
     if cfg.miners.is_empty() {
         warn!("no [[Miners]] configured: nothing to allocate");

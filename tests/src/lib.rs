@@ -1,5 +1,8 @@
 //! Helpers shared by the end-to-end tests and benchmarks.
 
+pub mod manager;
+pub mod sealing;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;

@@ -67,9 +67,13 @@ impl Default for ApiConfig {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct AuthConfig {
-    /// Development only: requests from 127.0.0.1/::1 without a token get every
-    /// permission. Off by default.
+    /// Development only: when the server listens on a loopback address,
+    /// requests without a token get every permission. Off by default.
     pub allow_unauthenticated_loopback: bool,
+    /// What a request without a token may do: "" (nothing, the default),
+    /// "read" or "write". Unmodified damocles workers send no token; "write"
+    /// lets them in on a trusted network.
+    pub anonymous_permission: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -301,6 +305,10 @@ impl ManagerConfig {
                 bail!("key {key}.Commitment.Confidence: must be >= 0");
             }
         }
+        match self.common.auth.anonymous_permission.as_str() {
+            "" | "read" | "write" => {}
+            other => bail!("key Common.Auth.AnonymousPermission: {other:?} is not one of \"\", \"read\", \"write\""),
+        }
         if !self.devnet.enabled {
             bail!("key Devnet.Enabled: false, but the devnet is the only chain this release can use");
         }
@@ -338,8 +346,12 @@ pub fn default_file(miner: u64, store: &Path, listen: &str) -> String {
 Listen = "{listen}"
 
 [Common.Auth]
-# Development only: let requests from this machine in without a token.
+# Requests carry `Authorization: Bearer <token>` (util auth create-token).
+# Development only: with a loopback Listen address, no token needed at all.
 AllowUnauthenticatedLoopback = false
+# What requests without a token may do: "" (nothing), "read" or "write".
+# Unmodified damocles workers send no token: "write" admits them (trusted networks only).
+AnonymousPermission = ""
 
 # Persist stores: where workers put sealed sectors. Name must match the
 # workers' [[attached]] store names.

@@ -124,6 +124,10 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         auth,
         metrics,
         open_without_token: cfg.common.auth.allow_unauthenticated_loopback,
+        anonymous: match cfg.common.auth.anonymous_permission.as_str() {
+            "" => vec![],
+            p => p.parse::<Permission>().map_err(anyhow::Error::msg)?.and_below(),
+        },
     };
     let (addr, handle) = server::serve(listen, methods, gate).await?;
     std::fs::write(home.api(), format!("http://{addr}{}\n", server::RPC_PATH))

@@ -31,8 +31,8 @@ pub const RPC_PATH: &str = "/rpc/v0";
 /// What the caller may do, attached to each request by the gate.
 #[derive(Clone, Debug)]
 pub enum Granted {
-    /// No Authorization header.
-    Anonymous,
+    /// No Authorization header: `Common.Auth.AnonymousPermission`.
+    Anonymous(Vec<Permission>),
     Token(Vec<Permission>),
     /// Loopback without a token, with `AllowUnauthenticatedLoopback`.
     Everything,
@@ -41,7 +41,7 @@ pub enum Granted {
 impl Granted {
     fn allows(&self, p: Permission) -> bool {
         match self {
-            Granted::Anonymous => false,
+            Granted::Anonymous(perms) => perms.contains(&p),
             Granted::Token(perms) => perms.contains(&p),
             Granted::Everything => true,
         }
@@ -54,6 +54,8 @@ pub struct GateLayer {
     pub metrics: Arc<Metrics>,
     /// Requests without a token get every permission (loopback-only servers).
     pub open_without_token: bool,
+    /// What requests without a token get otherwise.
+    pub anonymous: Vec<Permission>,
 }
 
 impl<S> Layer<S> for GateLayer {
@@ -121,7 +123,7 @@ where
                     .map(|v| v.to_str().unwrap_or("").to_string());
                 let granted = match header {
                     None if self.shared.open_without_token => Granted::Everything,
-                    None => Granted::Anonymous,
+                    None => Granted::Anonymous(self.shared.anonymous.clone()),
                     Some(h) => {
                         let token = h.strip_prefix("Bearer ").unwrap_or("").trim();
                         match self.shared.auth.verify(token) {

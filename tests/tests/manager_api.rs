@@ -211,3 +211,16 @@ fn a_bad_config_value_stops_the_daemon_naming_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("Common.PersistStores[0].Path"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_permission_admits_token_less_workers_only_as_far_as_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("manager");
+    init_home(&home, |c| c.replace("AnonymousPermission = \"\"", "AnonymousPermission = \"write\""));
+    let m = ManagerProcess::start(&home);
+    let anonymous = m.client(None);
+    let s = anonymous.allocate_sector(spec(&[1000]), None).await.unwrap().expect("a token-less worker may seal");
+    let (code, msg) = rpc_err(anonymous.finalize_sector(s.id).await);
+    assert_eq!(code, 11003);
+    assert!(msg.contains("needs the admin permission"), "{msg}");
+}

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use damocles_e2e::{proof_params, workspace_bin};
-use example_seal_2kib::{run_dir, seal_and_prove, Children, Mode, Report};
+use example_seal_2kib::{run_dir, seal_and_prove, Children, Mode, NoChain, Report};
 use fil_params::ParamSet;
 use serde::{Deserialize, Serialize};
 use vc_processors::producer::{Producer, ProducerConfig, ProtocolChoice};
@@ -91,7 +91,7 @@ async fn round_trips(protocol: ProtocolChoice) {
 
 async fn seal(mode: &Mode, label: &str, base: &std::path::Path, sector: u64) -> Report {
     let dir = run_dir(base, label).unwrap();
-    seal_and_prove(mode, &dir, sector, &mut |_| {})
+    seal_and_prove(mode, &dir, sector, &mut NoChain(sector), &mut |_| {})
         .await
         .unwrap_or_else(|e| panic!("{label}: {e:#}"))
 }

@@ -1,13 +1,17 @@
 //! One 2KiB sector through every sealing stage, timed per stage, in one of three
 //! ways: direct filecoin-proofs-api calls, the builtin processors in-process, or
 //! the builtin processors behind ext-processor child processes. The `seal-2kib`
-//! binary and the processor benchmark both use it.
+//! binary and the processor benchmark both use it. [`devnet`] runs the sector's
+//! commitments through a real damocles-manager and its devnet chain.
+
+pub mod devnet;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use filecoin_proofs_api::seal::SealPreCommitPhase2Output;
 use filecoin_proofs_api::{post, seal, PublicReplicaInfo};
 use vc_processors::builtin::{seal_commit_phase1, BuiltinProcessor};
 use vc_processors::producer::{Producer, ProducerConfig};
@@ -97,20 +101,50 @@ where
     }
 }
 
+/// Where a sector's randomness comes from and where its commitments go.
+#[async_trait::async_trait]
+pub trait Commitments: Send {
+    /// The ticket for PC1.
+    async fn ticket(&mut self) -> Result<Ticket>;
+    /// After PC2: make the precommit land (and the sealed files persist) and
+    /// return the interactive seed for C1.
+    async fn seed(&mut self, pc2: &SealPreCommitPhase2Output, sealed: &Path, cache: &Path) -> Result<Ticket>;
+    /// After C2: get the proof accepted.
+    async fn prove(&mut self, proof: &[u8]) -> Result<()>;
+}
+
+/// Fixed randomness and no chain: for measuring the stages alone.
+pub struct NoChain(pub u64);
+
+#[async_trait::async_trait]
+impl Commitments for NoChain {
+    async fn ticket(&mut self) -> Result<Ticket> {
+        Ok([self.0 as u8; 32])
+    }
+    async fn seed(&mut self, _: &SealPreCommitPhase2Output, _: &Path, _: &Path) -> Result<Ticket> {
+        Ok([self.0 as u8 ^ 0x55; 32])
+    }
+    async fn prove(&mut self, _: &[u8]) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// Seals sector `sector_num` in `dir`, verifies the proof and runs a window PoSt
-/// over it, timing each stage. `progress` is told each stage as it starts.
+/// over it, timing each stage. Ticket and seed come from `chain`, which also
+/// takes the precommit and the proof. `progress` is told each stage as it starts.
 pub async fn seal_and_prove(
     mode: &Mode,
     dir: &Path,
     sector_num: u64,
+    chain: &mut dyn Commitments,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Report> {
     let (staged, cache, sealed) = (dir.join("staged"), dir.join("cache"), dir.join("sealed"));
     std::fs::create_dir_all(&cache).with_context(|| format!("create {}", cache.display()))?;
     let prover = prover_id(MINER);
     let sector = SectorId::from(sector_num);
-    let ticket = [sector_num as u8; 32];
-    let seed = [sector_num as u8 ^ 0x55; 32];
+    progress("ticket");
+    let ticket = chain.ticket().await?;
     let mut timings = Vec::new();
     let mut clock = |name: &'static str, started: Instant| timings.push((name, started.elapsed()));
 
@@ -199,6 +233,9 @@ pub async fn seal_and_prove(
     .await?;
     clock("pc2", t);
 
+    progress("precommit + seed");
+    let seed = chain.seed(&pc2out, &sealed, &cache).await?;
+
     progress("c1");
     let t = Instant::now();
     let c1out = seal_commit_phase1(
@@ -242,6 +279,8 @@ pub async fn seal_and_prove(
         &c2out.proof,
     )?;
     ensure!(ok, "the seal proof of sector {sector_num} does not verify");
+    progress("prove-commit");
+    chain.prove(&c2out.proof).await?;
 
     progress("window_post");
     let t = Instant::now();

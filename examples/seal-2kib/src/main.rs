@@ -1,22 +1,29 @@
-//! `seal-2kib`: seal one real 2KiB sector through ext-processor child processes
-//! (`damocles-worker processor <stage>`), verify its proof and prove it with a
-//! window PoSt. Generates the (insecure, test-only) 2KiB parameters first if this
-//! machine has none yet (about 20 minutes, once).
+//! `seal-2kib`, the main job: start a damocles-manager with its devnet chain,
+//! take a sector from it, seal it for real through ext-processor child
+//! processes (`damocles-worker processor <stage>`), precommit, persist and
+//! prove-commit it through the manager until the devnet's miner actor has
+//! verified the proof and made it active, then prove it with a window PoSt.
+//! Generates the (insecure, test-only) 2KiB parameters first if this machine
+//! has none yet (about 20 minutes, once).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use example_seal_2kib::devnet::{ManagerCommitments, ManagerProcess};
 use example_seal_2kib::{run_dir, seal_and_prove, Children, Mode};
 use fil_params::ParamSet;
 
 #[derive(Parser)]
-#[command(about = "Seal and prove one real 2KiB sector through ext-processors")]
+#[command(about = "Run a devnet manager and seal, commit and prove one real 2KiB sector through it")]
 struct Cli {
     /// The damocles-worker binary serving the stages (default: next to this one).
     #[arg(long)]
     worker_bin: Option<PathBuf>,
+    /// The damocles-manager binary (default: next to this one).
+    #[arg(long)]
+    manager_bin: Option<PathBuf>,
     /// Where sector files go (default: a fresh temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -54,15 +61,23 @@ async fn run() -> Result<()> {
     }
     fil_params::ensure(&sets, &mut fil_params::Quiet).context("proof parameters")?;
 
+    let sibling = |name: &str| -> Result<PathBuf> {
+        let p = std::env::current_exe()?.with_file_name(name);
+        anyhow::ensure!(
+            p.exists(),
+            "{} not found: build it with `cargo build --workspace --bins`",
+            p.display()
+        );
+        Ok(p)
+    };
     let worker = match cli.worker_bin {
         Some(p) => p,
-        None => std::env::current_exe()?.with_file_name("damocles-worker"),
+        None => sibling("damocles-worker")?,
     };
-    anyhow::ensure!(
-        worker.exists(),
-        "{} not found: build it with `cargo build -p damocles-worker`",
-        worker.display()
-    );
+    let manager_bin = match cli.manager_bin {
+        Some(p) => p,
+        None => sibling("damocles-manager")?,
+    };
     let tmp;
     let base = match cli.work_dir {
         Some(d) => d,
@@ -71,7 +86,15 @@ async fn run() -> Result<()> {
             tmp.clone()
         }
     };
-    let dir = run_dir(&base, "sector-1")?;
+    let home = base.join("manager");
+    ManagerProcess::init(&manager_bin, &home, "1s", 3, |c| c)?;
+    let manager = ManagerProcess::start(&manager_bin, &home)?;
+    eprintln!("manager with a devnet chain (1 s blocks): {}  (log: {})", manager.url, manager.log.display());
+    let client = manager.client(Some(&manager.token("write")?))?;
+    let mut chain = ManagerCommitments::allocate(client, ("store-1".into(), home.join("store-1"))).await?;
+    let number = chain.sector.id.number;
+    eprintln!("allocated {}", chain.name());
+    let dir = run_dir(&base, &format!("sector-{number}"))?;
 
     eprintln!(
         "spawning ext-processors: {} processor <stage>",
@@ -79,19 +102,21 @@ async fn run() -> Result<()> {
     );
     let mode = Mode::External(Children::spawn(&worker).await?);
     let started = Instant::now();
-    let report = seal_and_prove(&mode, &dir, 1, &mut |stage| eprintln!("  {stage} ...")).await?;
+    let report = seal_and_prove(&mode, &dir, number, &mut chain, &mut |stage| eprintln!("  {stage} ...")).await?;
     println!(
-        "sealed and proved sector 1 of miner f0{} in {:.1?}",
-        example_seal_2kib::MINER,
+        "sealed, committed and proved {} in {:.1?}",
+        chain.name(),
         started.elapsed()
     );
     println!("  comm_r       {}", hex(&report.comm_r));
-    println!("  seal proof   {} bytes, verified", report.proof_len);
+    println!("  seal proof   {} bytes, verified by the devnet: the sector is active", report.proof_len);
     println!("  window PoSt  verified");
     for (stage, d) in &report.timings {
         println!("  {stage:<12} {d:>10.2?}");
     }
     println!("files in {}", dir.display());
+    println!("\n$ damocles-manager util sealer sectors state t0{}-{number}", example_seal_2kib::MINER);
+    print!("{}", manager.cli(&["util", "sealer", "sectors", "state", &format!("t0{}-{number}", example_seal_2kib::MINER)])?);
     Ok(())
 }
 

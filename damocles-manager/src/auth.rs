@@ -38,9 +38,14 @@ impl Auth {
 
     pub fn load(home: &Home) -> Result<Auth> {
         let path = home.secret();
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("read token secret {} (run `damocles-manager daemon init`)", path.display()))?;
-        let secret = hex::decode(text.trim()).with_context(|| format!("{}: not a hex secret", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "read token secret {} (run `damocles-manager daemon init`)",
+                path.display()
+            )
+        })?;
+        let secret = hex::decode(text.trim())
+            .with_context(|| format!("{}: not a hex secret", path.display()))?;
         Ok(Auth::from_secret(&secret))
     }
 
@@ -61,7 +66,11 @@ impl Auth {
         let claims = Claims {
             allow: perm.and_below(),
         };
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
     }
 
     /// The permissions a token grants, or why it is not valid.
@@ -80,7 +89,10 @@ mod tests {
     fn tokens_round_trip_and_foreign_tokens_fail() {
         let a = Auth::from_secret(b"secret-a");
         let t = a.create_token(Permission::Write).unwrap();
-        assert_eq!(a.verify(&t).unwrap(), vec![Permission::Read, Permission::Write]);
+        assert_eq!(
+            a.verify(&t).unwrap(),
+            vec![Permission::Read, Permission::Write]
+        );
         let b = Auth::from_secret(b"secret-b");
         assert!(b.verify(&t).unwrap_err().contains("invalid token"));
         assert!(a.verify("garbage").is_err());

@@ -230,7 +230,9 @@ impl Default for DevnetConfig {
 pub fn parse_sector_size(s: &str) -> Result<u64> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| anyhow!("{s:?} is not a size like 2KiB or 32GiB"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a size like 2KiB or 32GiB"))?;
     let mul = match unit {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -248,7 +250,8 @@ pub struct Loaded {
 }
 
 pub fn load(path: &Path) -> Result<Loaded> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("read config {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("read config {}", path.display()))?;
     parse(&text).with_context(|| format!("config {}", path.display()))
 }
 
@@ -263,17 +266,21 @@ pub fn parse(text: &str) -> Result<Loaded> {
         anyhow!("key {key}: {inner}")
     })?;
     config.validate()?;
-    Ok(Loaded { config, unknown_keys })
+    Ok(Loaded {
+        config,
+        unknown_keys,
+    })
 }
 
 impl ManagerConfig {
     /// Checks that need no I/O; each error names the key.
     pub fn validate(&self) -> Result<()> {
-        self.common
-            .api
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|e| anyhow!("key Common.API.Listen: {:?} is not an address like 127.0.0.1:1789: {e}", self.common.api.listen))?;
+        self.common.api.listen.parse::<SocketAddr>().map_err(|e| {
+            anyhow!(
+                "key Common.API.Listen: {:?} is not an address like 127.0.0.1:1789: {e}",
+                self.common.api.listen
+            )
+        })?;
         let mut names = HashSet::new();
         for (i, s) in self.common.persist_stores.iter().enumerate() {
             let key = format!("Common.PersistStores[{i}]");
@@ -281,13 +288,19 @@ impl ManagerConfig {
                 bail!("key {key}.Path: missing; every persist store needs a Path");
             }
             if !s.path.is_absolute() {
-                bail!("key {key}.Path: {} must be an absolute path", s.path.display());
+                bail!(
+                    "key {key}.Path: {} must be an absolute path",
+                    s.path.display()
+                );
             }
             if !s.plugin_name.is_empty() {
                 bail!("key {key}.PluginName: objstore plugins are not supported by this release (store {:?})", s.instance_name());
             }
             if !names.insert(s.instance_name()) {
-                bail!("key {key}.Name: {:?} is used by two persist stores", s.instance_name());
+                bail!(
+                    "key {key}.Name: {:?} is used by two persist stores",
+                    s.instance_name()
+                );
             }
         }
         let mut actors = HashSet::new();
@@ -310,13 +323,19 @@ impl ManagerConfig {
             other => bail!("key Common.Auth.AnonymousPermission: {other:?} is not one of \"\", \"read\", \"write\""),
         }
         if !self.devnet.enabled {
-            bail!("key Devnet.Enabled: false, but the devnet is the only chain this release can use");
+            bail!(
+                "key Devnet.Enabled: false, but the devnet is the only chain this release can use"
+            );
         }
         if self.devnet.block_time.is_zero() {
             bail!("key Devnet.BlockTime: must be longer than 0s");
         }
-        parse_sector_size(&self.devnet.sector_size).map_err(|e| anyhow!("key Devnet.SectorSize: {e}"))?;
-        self.devnet.policy.validate().map_err(|e| anyhow!("key Devnet.Policy: {e}"))?;
+        parse_sector_size(&self.devnet.sector_size)
+            .map_err(|e| anyhow!("key Devnet.SectorSize: {e}"))?;
+        self.devnet
+            .policy
+            .validate()
+            .map_err(|e| anyhow!("key Devnet.Policy: {e}"))?;
         Ok(())
     }
 
@@ -335,8 +354,24 @@ impl PersistStoreConfig {
     }
 }
 
+/// What `daemon init` puts in the config it writes.
+pub struct InitValues<'a> {
+    pub miner: u64,
+    pub store: &'a Path,
+    pub listen: &'a str,
+    pub block_time: &'a str,
+    pub seed_delay: i64,
+}
+
 /// The commented config `daemon init` writes.
-pub fn default_file(miner: u64, store: &Path, listen: &str) -> String {
+pub fn default_file(v: &InitValues) -> String {
+    let InitValues {
+        miner,
+        store,
+        listen,
+        block_time,
+        seed_delay,
+    } = v;
     format!(
         r#"# damocles-manager configuration (TOML). Section and key names follow damocles'
 # sector-manager.cfg; see docs/manager-config.md for every key.
@@ -382,11 +417,11 @@ Confidence = 0
 # every proof. Parameters for the sector size must be in the proof cache.
 [Devnet]
 Enabled = true
-BlockTime = "4s"
+BlockTime = "{block_time}"
 SectorSize = "2KiB"
 
 [Devnet.Policy]
-SeedDelay = 5
+SeedDelay = {seed_delay}
 TicketLookback = 1
 ChallengeWindow = 10
 DeadlinesPerPeriod = 12
@@ -402,7 +437,13 @@ mod tests {
 
     #[test]
     fn the_default_file_loads_cleanly() {
-        let text = default_file(1000, Path::new("/tmp/store"), "127.0.0.1:1789");
+        let text = default_file(&InitValues {
+            miner: 1000,
+            store: Path::new("/tmp/store"),
+            listen: "127.0.0.1:1789",
+            block_time: "4s",
+            seed_delay: 5,
+        });
         let l = parse(&text).unwrap();
         assert!(l.unknown_keys.is_empty(), "{:?}", l.unknown_keys);
         assert_eq!(l.config.miners[0].actor, 1000);
@@ -412,24 +453,51 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_reported_by_name() {
-        let l = parse("[Common.API]\nListen = \"127.0.0.1:1\"\nFoo = 1\n[[Miners]]\nActor = 1\nBar = true\n").unwrap();
+        let l = parse(
+            "[Common.API]\nListen = \"127.0.0.1:1\"\nFoo = 1\n[[Miners]]\nActor = 1\nBar = true\n",
+        )
+        .unwrap();
         assert_eq!(l.unknown_keys, vec!["Common.API.Foo", "Miners.0.Bar"]);
     }
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = parse("[[Miners]]\nActor = \"x\"\n").err().unwrap().to_string();
-        assert!(e.contains("Miners[0].Actor") || e.contains("Miners.0.Actor"), "{e}");
-        let e = parse("[Devnet]\nBlockTime = \"soon\"\n").err().unwrap().to_string();
+        let e = parse("[[Miners]]\nActor = \"x\"\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("Miners[0].Actor") || e.contains("Miners.0.Actor"),
+            "{e}"
+        );
+        let e = parse("[Devnet]\nBlockTime = \"soon\"\n")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("Devnet.BlockTime"), "{e}");
-        let e = parse("[Devnet]\nSectorSize = \"2KB\"\n").err().unwrap().to_string();
+        let e = parse("[Devnet]\nSectorSize = \"2KB\"\n")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("Devnet.SectorSize"), "{e}");
-        let e = parse("[Common.API]\nListen = \"nowhere\"\n").err().unwrap().to_string();
+        let e = parse("[Common.API]\nListen = \"nowhere\"\n")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("Common.API.Listen"), "{e}");
-        let e = parse("[[Common.PersistStores]]\nPath = \"rel\"\n").err().unwrap().to_string();
+        let e = parse("[[Common.PersistStores]]\nPath = \"rel\"\n")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("Common.PersistStores[0].Path"), "{e}");
-        let e = parse("[Devnet.Policy]\nSeedDelay = 0\n").err().unwrap().to_string();
-        assert!(e.contains("Devnet.Policy") && e.contains("SeedDelay"), "{e}");
+        let e = parse("[Devnet.Policy]\nSeedDelay = 0\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("Devnet.Policy") && e.contains("SeedDelay"),
+            "{e}"
+        );
     }
 
     #[test]

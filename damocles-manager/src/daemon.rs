@@ -25,23 +25,38 @@ pub struct InitOptions {
     /// Default: `<home>/store-1`, created.
     pub store: Option<PathBuf>,
     pub listen: String,
+    /// Devnet epoch length, e.g. `4s`.
+    pub block_time: String,
+    /// Devnet epochs from precommit to seed.
+    pub seed_delay: i64,
 }
 
 /// Creates the home: a commented config, the token secret, an admin token.
 /// Refuses to overwrite an existing config.
 pub fn init(home: &Home, opts: &InitOptions) -> Result<()> {
-    std::fs::create_dir_all(home.path()).with_context(|| format!("create {}", home.path().display()))?;
+    std::fs::create_dir_all(home.path())
+        .with_context(|| format!("create {}", home.path().display()))?;
     let cfg_path = home.config();
     if cfg_path.exists() {
-        bail!("{} exists already; remove it to start over", cfg_path.display());
+        bail!(
+            "{} exists already; remove it to start over",
+            cfg_path.display()
+        );
     }
     let store = match &opts.store {
         Some(s) => std::path::absolute(s)?,
         None => home.path().join("store-1"),
     };
-    std::fs::create_dir_all(&store).with_context(|| format!("create persist store {}", store.display()))?;
-    let text = config::default_file(opts.miner, &store, &opts.listen);
-    config::parse(&text).context("the generated config does not load (a bug)")?;
+    std::fs::create_dir_all(&store)
+        .with_context(|| format!("create persist store {}", store.display()))?;
+    let text = config::default_file(&config::InitValues {
+        miner: opts.miner,
+        store: &store,
+        listen: &opts.listen,
+        block_time: &opts.block_time,
+        seed_delay: opts.seed_delay,
+    });
+    config::parse(&text).context("the config these options make does not load")?;
     std::fs::write(&cfg_path, text).with_context(|| format!("write {}", cfg_path.display()))?;
     if Auth::init_secret(home)? {
         info!(path = %home.secret().display(), "token secret created");
@@ -52,7 +67,10 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<()> {
     println!("  config:      {}", cfg_path.display());
     println!("  admin token: {}", home.token().display());
     println!("  persist store \"store-1\": {}", store.display());
-    println!("next: damocles-manager --home {} daemon run", home.path().display());
+    println!(
+        "next: damocles-manager --home {} daemon run",
+        home.path().display()
+    );
     Ok(())
 }
 
@@ -67,10 +85,13 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         warn!(key = %key, file = %home.config().display(), "unknown config key ignored");
     }
     let cfg = loaded.config;
-    let listen_s = opts.listen.clone().unwrap_or_else(|| cfg.common.api.listen.clone());
-    let listen: SocketAddr = listen_s
-        .parse()
-        .with_context(|| format!("--listen / Common.API.Listen: {listen_s:?} is not an address like 127.0.0.1:1789"))?;
+    let listen_s = opts
+        .listen
+        .clone()
+        .unwrap_or_else(|| cfg.common.api.listen.clone());
+    let listen: SocketAddr = listen_s.parse().with_context(|| {
+        format!("--listen / Common.API.Listen: {listen_s:?} is not an address like 127.0.0.1:1789")
+    })?;
     if cfg.common.auth.allow_unauthenticated_loopback && !listen.ip().is_loopback() {
         bail!("key Common.Auth.AllowUnauthenticatedLoopback: only allowed when listening on a loopback address, not {listen}");
     }
@@ -97,11 +118,19 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
     let miners: Vec<DevnetMiner> = cfg
         .miners
         .iter()
-        .map(|m| DevnetMiner { actor: m.actor, sector_size })
+        .map(|m| DevnetMiner {
+            actor: m.actor,
+            sector_size,
+        })
         .collect();
     let devnet = Arc::new(
-        Devnet::open(db.raw(), cfg.devnet.block_time, cfg.devnet.policy.clone(), &miners)
-            .context("open the devnet chain")?,
+        Devnet::open(
+            db.raw(),
+            cfg.devnet.block_time,
+            cfg.devnet.policy.clone(),
+            &miners,
+        )
+        .context("open the devnet chain")?,
     );
     devnet.advance().context("devnet: execute due messages")?;
     let _ticker = devnet.spawn_ticker();
@@ -117,7 +146,13 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         });
     }
 
-    let sealer = Sealer::new(cfg.clone(), db, devnet.clone(), stores, Arc::clone(&metrics));
+    let sealer = Sealer::new(
+        cfg.clone(),
+        db,
+        devnet.clone(),
+        stores,
+        Arc::clone(&metrics),
+    );
     let mut methods = SealerApiServer::into_rpc(sealer.clone());
     methods.merge(ManagerCliApiServer::into_rpc(sealer))?;
     let gate = GateLayer {
@@ -126,7 +161,10 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         open_without_token: cfg.common.auth.allow_unauthenticated_loopback,
         anonymous: match cfg.common.auth.anonymous_permission.as_str() {
             "" => vec![],
-            p => p.parse::<Permission>().map_err(anyhow::Error::msg)?.and_below(),
+            p => p
+                .parse::<Permission>()
+                .map_err(anyhow::Error::msg)?
+                .and_below(),
         },
     };
     let (addr, handle) = server::serve(listen, methods, gate).await?;

@@ -26,7 +26,10 @@ const RESERVATIONS: TableDefinition<Key, &str> = TableDefinition::new("store_res
 const WORKERS: TableDefinition<&str, &str> = TableDefinition::new("workers");
 
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn key(id: SectorID) -> Key {
@@ -79,7 +82,8 @@ impl Db {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         }
-        let db = Database::create(path).with_context(|| format!("open database {}", path.display()))?;
+        let db =
+            Database::create(path).with_context(|| format!("open database {}", path.display()))?;
         let tx = db.begin_write()?;
         tx.open_table(ONLINE)?;
         tx.open_table(OFFLINE)?;
@@ -97,7 +101,12 @@ impl Db {
 
     /// Takes the next number for `miner` and records the new sector, in one
     /// transaction. `None` when the miner's numbers are used up.
-    pub fn allocate(&self, miner: u64, proof: SealProof, policy: NumberPolicy) -> Result<Option<SectorState>, ApiError> {
+    pub fn allocate(
+        &self,
+        miner: u64,
+        proof: SealProof,
+        policy: NumberPolicy,
+    ) -> Result<Option<SectorState>, ApiError> {
         let tx = self.db.begin_write().map_err(internal)?;
         let state = {
             let mut numbers = tx.open_table(NUMBERS).map_err(internal)?;
@@ -110,7 +119,10 @@ impl Db {
             numbers.insert(miner, next).map_err(internal)?;
             let now = now_secs();
             let state = SectorState {
-                id: SectorID { miner, number: next },
+                id: SectorID {
+                    miner,
+                    number: next,
+                },
                 sector_type: proof,
                 ticket: None,
                 seed: None,
@@ -127,7 +139,9 @@ impl Db {
                 updated_at: now,
             };
             let mut online = tx.open_table(ONLINE).map_err(internal)?;
-            online.insert(key(state.id), to_json(&state)?.as_str()).map_err(internal)?;
+            online
+                .insert(key(state.id), to_json(&state)?.as_str())
+                .map_err(internal)?;
             state
         };
         tx.commit().map_err(internal)?;
@@ -152,7 +166,11 @@ impl Db {
         Ok(self.get(OFFLINE, id)?.map(|s| (s, false)))
     }
 
-    fn get(&self, table: TableDefinition<Key, &str>, id: SectorID) -> Result<Option<SectorState>, ApiError> {
+    fn get(
+        &self,
+        table: TableDefinition<Key, &str>,
+        id: SectorID,
+    ) -> Result<Option<SectorState>, ApiError> {
         let tx = self.db.begin_read().map_err(internal)?;
         let t = tx.open_table(table).map_err(internal)?;
         let raw = t.get(key(id)).map_err(internal)?;
@@ -160,18 +178,27 @@ impl Db {
     }
 
     /// Changes an online sector. If `f` fails, nothing is written.
-    pub fn update<T>(&self, id: SectorID, f: impl FnOnce(&mut SectorState) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    pub fn update<T>(
+        &self,
+        id: SectorID,
+        f: impl FnOnce(&mut SectorState) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         let tx = self.db.begin_write().map_err(internal)?;
         let out = {
             let mut online = tx.open_table(ONLINE).map_err(internal)?;
-            let raw = online.get(key(id)).map_err(internal)?.map(|v| v.value().to_string());
+            let raw = online
+                .get(key(id))
+                .map_err(internal)?
+                .map(|v| v.value().to_string());
             let Some(raw) = raw else {
                 return Err(self.not_online(id));
             };
             let mut state: SectorState = from_json(&raw)?;
             let out = f(&mut state)?;
             state.updated_at = now_secs();
-            online.insert(key(id), to_json(&state)?.as_str()).map_err(internal)?;
+            online
+                .insert(key(id), to_json(&state)?.as_str())
+                .map_err(internal)?;
             out
         };
         tx.commit().map_err(internal)?;
@@ -182,26 +209,41 @@ impl Db {
     /// message saying whether it was finished or never existed.
     fn not_online(&self, id: SectorID) -> ApiError {
         match self.get(OFFLINE, id) {
-            Ok(Some(s)) if s.aborted => ApiError::NotFound(id, format!("aborted: {}", s.abort_reason)),
+            Ok(Some(s)) if s.aborted => {
+                ApiError::NotFound(id, format!("aborted: {}", s.abort_reason))
+            }
             Ok(Some(_)) => ApiError::NotFound(id, "already finalized".into()),
             _ => ApiError::NotFound(id, "never allocated here".into()),
         }
     }
 
     /// Changes an online sector and moves it offline, dropping its reservation.
-    pub fn move_offline(&self, id: SectorID, f: impl FnOnce(&mut SectorState)) -> Result<(), ApiError> {
+    pub fn move_offline(
+        &self,
+        id: SectorID,
+        f: impl FnOnce(&mut SectorState),
+    ) -> Result<(), ApiError> {
         let tx = self.db.begin_write().map_err(internal)?;
         {
             let mut online = tx.open_table(ONLINE).map_err(internal)?;
-            let raw = online.remove(key(id)).map_err(internal)?.map(|v| v.value().to_string());
+            let raw = online
+                .remove(key(id))
+                .map_err(internal)?
+                .map(|v| v.value().to_string());
             let Some(raw) = raw else {
                 return Err(self.not_online(id));
             };
             let mut state: SectorState = from_json(&raw)?;
             f(&mut state);
             state.updated_at = now_secs();
-            tx.open_table(OFFLINE).map_err(internal)?.insert(key(id), to_json(&state)?.as_str()).map_err(internal)?;
-            tx.open_table(RESERVATIONS).map_err(internal)?.remove(key(id)).map_err(internal)?;
+            tx.open_table(OFFLINE)
+                .map_err(internal)?
+                .insert(key(id), to_json(&state)?.as_str())
+                .map_err(internal)?;
+            tx.open_table(RESERVATIONS)
+                .map_err(internal)?
+                .remove(key(id))
+                .map_err(internal)?;
         }
         tx.commit().map_err(internal)
     }
@@ -211,23 +253,34 @@ impl Db {
         let tx = self.db.begin_write().map_err(internal)?;
         {
             let mut offline = tx.open_table(OFFLINE).map_err(internal)?;
-            let raw = offline.remove(key(id)).map_err(internal)?.map(|v| v.value().to_string());
+            let raw = offline
+                .remove(key(id))
+                .map_err(internal)?
+                .map(|v| v.value().to_string());
             let Some(raw) = raw else {
-                return Err(ApiError::Invalid(format!("sector {} is not offline: nothing to restore", crate::error::name(id))));
+                return Err(ApiError::Invalid(format!(
+                    "sector {} is not offline: nothing to restore",
+                    crate::error::name(id)
+                )));
             };
             let mut state: SectorState = from_json(&raw)?;
             state.finalized = false;
             state.aborted = false;
             state.abort_reason.clear();
             state.updated_at = now_secs();
-            tx.open_table(ONLINE).map_err(internal)?.insert(key(id), to_json(&state)?.as_str()).map_err(internal)?;
+            tx.open_table(ONLINE)
+                .map_err(internal)?
+                .insert(key(id), to_json(&state)?.as_str())
+                .map_err(internal)?;
         }
         tx.commit().map_err(internal)
     }
 
     pub fn list(&self, online: bool) -> Result<Vec<SectorState>, ApiError> {
         let tx = self.db.begin_read().map_err(internal)?;
-        let t = tx.open_table(if online { ONLINE } else { OFFLINE }).map_err(internal)?;
+        let t = tx
+            .open_table(if online { ONLINE } else { OFFLINE })
+            .map_err(internal)?;
         let mut out = Vec::new();
         for entry in t.iter().map_err(internal)? {
             out.push(from_json(entry.map_err(internal)?.1.value())?);
@@ -246,7 +299,10 @@ impl Db {
         let tx = self.db.begin_write().map_err(internal)?;
         let chosen = {
             let mut t = tx.open_table(RESERVATIONS).map_err(internal)?;
-            let existing = t.get(key(id)).map_err(internal)?.map(|v| v.value().to_string());
+            let existing = t
+                .get(key(id))
+                .map_err(internal)?
+                .map(|v| v.value().to_string());
             if let Some(existing) = existing {
                 let r: Reservation = from_json(&existing)?;
                 if r.size == size {
@@ -265,7 +321,11 @@ impl Db {
             let Some(store) = pick(&reserved) else {
                 return Ok(None);
             };
-            let r = Reservation { store, size, at: now_secs() };
+            let r = Reservation {
+                store,
+                size,
+                at: now_secs(),
+            };
             t.insert(key(id), to_json(&r)?.as_str()).map_err(internal)?;
             r
         };
@@ -286,7 +346,10 @@ impl Db {
     }
 
     pub fn record_ping(&self, info: WorkerInfo) -> Result<(), ApiError> {
-        let rec = WorkerRecord { last_ping: now_secs(), info };
+        let rec = WorkerRecord {
+            last_ping: now_secs(),
+            info,
+        };
         let tx = self.db.begin_write().map_err(internal)?;
         tx.open_table(WORKERS)
             .map_err(internal)?

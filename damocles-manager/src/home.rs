@@ -25,7 +25,9 @@ impl Home {
         if let Some(p) = std::env::var_os("DAMOCLES_PATH") {
             return PathBuf::from(p);
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
         home.join(".damocles-manager")
     }
 
@@ -51,7 +53,12 @@ impl Home {
     pub fn read_token(&self) -> Result<String> {
         let p = self.token();
         Ok(std::fs::read_to_string(&p)
-            .with_context(|| format!("read token {} (run `damocles-manager daemon init` first, or pass --token)", p.display()))?
+            .with_context(|| {
+                format!(
+                    "read token {} (run `damocles-manager daemon init` first, or pass --token)",
+                    p.display()
+                )
+            })?
             .trim()
             .to_string())
     }
@@ -59,7 +66,12 @@ impl Home {
     pub fn read_api(&self) -> Result<String> {
         let p = self.api();
         Ok(std::fs::read_to_string(&p)
-            .with_context(|| format!("read {} (is the daemon running? or pass --api)", p.display()))?
+            .with_context(|| {
+                format!(
+                    "read {} (is the daemon running? or pass --api)",
+                    p.display()
+                )
+            })?
             .trim()
             .to_string())
     }

@@ -58,6 +58,12 @@ enum DaemonCmd {
         /// Address the RPC server will listen on.
         #[arg(long, default_value = "127.0.0.1:1789")]
         listen: String,
+        /// Devnet epoch length (Devnet.BlockTime), e.g. 4s or 500ms.
+        #[arg(long, default_value = "4s")]
+        block_time: String,
+        /// Devnet epochs between a precommit and its seed (Devnet.Policy.SeedDelay).
+        #[arg(long, default_value_t = 5)]
+        seed_delay: i64,
     },
     /// Serve the RPC (and run the devnet chain) until interrupted.
     Run {
@@ -168,11 +174,17 @@ struct SectorArg(SectorID);
 impl std::str::FromStr for SectorArg {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim_start_matches("s-").trim_start_matches("t0").trim_start_matches('f');
+        let t = s
+            .trim_start_matches("s-")
+            .trim_start_matches("t0")
+            .trim_start_matches('f');
         let (m, n) = t
             .split_once('-')
             .ok_or_else(|| format!("{s:?}: name a sector as t01000-7 (miner 1000, number 7)"))?;
-        let parse = |x: &str| x.parse::<u64>().map_err(|_| format!("{s:?}: {x:?} is not a number"));
+        let parse = |x: &str| {
+            x.parse::<u64>()
+                .map_err(|_| format!("{s:?}: {x:?} is not a number"))
+        };
         Ok(SectorArg(SectorID {
             miner: parse(m)?,
             number: parse(n)?,
@@ -205,10 +217,28 @@ fn main() -> ExitCode {
 
 async fn dispatch(home: Home, cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Daemon { cmd: DaemonCmd::Init { miner, store, listen } } => {
-            daemon::init(&home, &InitOptions { miner, store, listen })
-        }
-        Cmd::Daemon { cmd: DaemonCmd::Run { listen } } => daemon::run(&home, RunOptions { listen }).await,
+        Cmd::Daemon {
+            cmd:
+                DaemonCmd::Init {
+                    miner,
+                    store,
+                    listen,
+                    block_time,
+                    seed_delay,
+                },
+        } => daemon::init(
+            &home,
+            &InitOptions {
+                miner,
+                store,
+                listen,
+                block_time,
+                seed_delay,
+            },
+        ),
+        Cmd::Daemon {
+            cmd: DaemonCmd::Run { listen },
+        } => daemon::run(&home, RunOptions { listen }).await,
         Cmd::Util(util) => run_util(home, util).await,
     }
 }
@@ -225,7 +255,8 @@ fn client(home: &Home, util: &Util) -> Result<HttpClient> {
     let mut headers = HeaderMap::new();
     headers.insert(
         "Authorization",
-        HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not a valid header value")?,
+        HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the token is not a valid header value")?,
     );
     HttpClientBuilder::default()
         .set_headers(headers)
@@ -246,18 +277,24 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 }
 
 fn when(unix: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix)).to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
+        .to_string()
 }
 
 async fn run_util(home: Home, util: Util) -> Result<()> {
-    if let UtilCmd::Auth { cmd: AuthCmd::CreateToken { perm } } = &util.cmd {
+    if let UtilCmd::Auth {
+        cmd: AuthCmd::CreateToken { perm },
+    } = &util.cmd
+    {
         println!("{}", Auth::load(&home)?.create_token(*perm)?);
         return Ok(());
     }
     let c = client(&home, &util)?;
     let rpc = |e: jsonrpsee::core::ClientError| anyhow!("{e}");
     match util.cmd {
-        UtilCmd::Sealer { cmd: SealerCmd::Sectors { cmd } } => match cmd {
+        UtilCmd::Sealer {
+            cmd: SealerCmd::Sectors { cmd },
+        } => match cmd {
             SectorsCmd::List { offline, all } => {
                 let kind = if all {
                     SectorListKind::All
@@ -275,7 +312,10 @@ async fn run_util(home: Home, util: Util) -> Result<()> {
                     t.add_row(vec![
                         name(s.id),
                         s.phase().to_string(),
-                        s.latest_state.as_ref().map(|l| l.state_change.next.clone()).unwrap_or_default(),
+                        s.latest_state
+                            .as_ref()
+                            .map(|l| l.state_change.next.clone())
+                            .unwrap_or_default(),
                         s.persisted.clone().unwrap_or_default(),
                         when(s.updated_at),
                     ]);
@@ -299,8 +339,15 @@ async fn run_util(home: Home, util: Util) -> Result<()> {
                         println!("chain:        {}", ch.state);
                         println!("  precommit:  epoch {}", ch.pre_commit_epoch);
                         if let Some(a) = ch.activation {
-                            println!("  activation: epoch {a}, expiration {}", ch.expiration.unwrap_or_default());
-                            println!("  deadline:   {} partition {}", ch.deadline.unwrap_or_default(), ch.partition.unwrap_or_default());
+                            println!(
+                                "  activation: epoch {a}, expiration {}",
+                                ch.expiration.unwrap_or_default()
+                            );
+                            println!(
+                                "  deadline:   {} partition {}",
+                                ch.deadline.unwrap_or_default(),
+                                ch.partition.unwrap_or_default()
+                            );
                         }
                     }
                     None => println!("chain:        not on chain"),
@@ -319,12 +366,16 @@ async fn run_util(home: Home, util: Util) -> Result<()> {
                 println!("{} restored", name(sector.0));
             }
         },
-        UtilCmd::Storage { cmd: StorageCmd::List } => {
+        UtilCmd::Storage {
+            cmd: StorageCmd::List,
+        } => {
             let stores = c.store_list().await.map_err(rpc)?;
             if util.json {
                 return print_json(&stores);
             }
-            let mut t = table(&["NAME", "PATH", "TYPE", "RO", "WEIGHT", "FREE", "TOTAL", "RESERVED", "SECTORS"]);
+            let mut t = table(&[
+                "NAME", "PATH", "TYPE", "RO", "WEIGHT", "FREE", "TOTAL", "RESERVED", "SECTORS",
+            ]);
             for s in &stores {
                 t.add_row(vec![
                     s.info.name.clone(),
@@ -340,12 +391,20 @@ async fn run_util(home: Home, util: Util) -> Result<()> {
             }
             println!("{t}");
         }
-        UtilCmd::Chain { cmd: ChainCmd::Head } => {
+        UtilCmd::Chain {
+            cmd: ChainCmd::Head,
+        } => {
             let h = c.chain_head().await.map_err(rpc)?;
             if util.json {
                 return print_json(&h);
             }
-            println!("{} height {} at {} (block time {}s)", h.network, h.height, when(h.timestamp), h.block_time_secs);
+            println!(
+                "{} height {} at {} (block time {}s)",
+                h.network,
+                h.height,
+                when(h.timestamp),
+                h.block_time_secs
+            );
         }
         UtilCmd::Auth { .. } => unreachable!("handled above"),
     }
@@ -353,13 +412,21 @@ async fn run_util(home: Home, util: Util) -> Result<()> {
 }
 
 fn print_state(s: &SectorState) {
-    println!("sector:       {} (proof type {})", name(s.id), s.sector_type.code());
+    println!(
+        "sector:       {} (proof type {})",
+        name(s.id),
+        s.sector_type.code()
+    );
     println!("phase:        {}", s.phase());
     if let Some(t) = &s.ticket {
         println!("ticket:       epoch {}", t.epoch);
     }
     if let Some(p) = &s.pre {
-        println!("precommit:    {} CommR {}", s.pre_message.as_deref().unwrap_or("-"), hex(&p.comm_r));
+        println!(
+            "precommit:    {} CommR {}",
+            s.pre_message.as_deref().unwrap_or("-"),
+            hex(&p.comm_r)
+        );
     }
     if let Some(p) = &s.persisted {
         println!("persisted:    {p}");
@@ -371,7 +438,10 @@ fn print_state(s: &SectorState) {
         println!("prove-commit: {m}");
     }
     if let Some(l) = &s.latest_state {
-        println!("worker:       {} at {} ({} -> {})", l.worker.instance, l.worker.location, l.state_change.prev, l.state_change.next);
+        println!(
+            "worker:       {} at {} ({} -> {})",
+            l.worker.instance, l.worker.location, l.state_change.prev, l.state_change.next
+        );
         if let Some(f) = &l.failure {
             println!("  failure:    {}: {}", f.level, f.desc);
         }

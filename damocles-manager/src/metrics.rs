@@ -49,11 +49,31 @@ impl Metrics {
         let sectors_allocated = Family::<MinerLabels, Counter>::default();
         let messages_pushed = Family::<MethodLabels, Counter>::default();
         let chain_head = Gauge::default();
-        registry.register("rpc_calls", "JSON-RPC calls by method and outcome", rpc_calls.clone());
-        registry.register("rpc_seconds", "JSON-RPC call latency by method", rpc_seconds.clone());
-        registry.register("sectors_allocated", "Sector numbers handed out, by miner", sectors_allocated.clone());
-        registry.register("chain_messages_pushed", "Messages sent to the chain, by actor method", messages_pushed.clone());
-        registry.register("chain_head_epoch", "Height of the chain head", chain_head.clone());
+        registry.register(
+            "rpc_calls",
+            "JSON-RPC calls by method and outcome",
+            rpc_calls.clone(),
+        );
+        registry.register(
+            "rpc_seconds",
+            "JSON-RPC call latency by method",
+            rpc_seconds.clone(),
+        );
+        registry.register(
+            "sectors_allocated",
+            "Sector numbers handed out, by miner",
+            sectors_allocated.clone(),
+        );
+        registry.register(
+            "chain_messages_pushed",
+            "Messages sent to the chain, by actor method",
+            messages_pushed.clone(),
+        );
+        registry.register(
+            "chain_head_epoch",
+            "Height of the chain head",
+            chain_head.clone(),
+        );
         Metrics {
             registry,
             rpc_calls,
@@ -67,7 +87,8 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
         out
     }
 }

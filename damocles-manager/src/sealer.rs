@@ -40,7 +40,13 @@ pub struct Sealer(Arc<Manager>);
 type Result<T> = std::result::Result<T, ApiError>;
 
 impl Sealer {
-    pub fn new(config: ManagerConfig, db: Db, chain: Arc<dyn Chain>, stores: Stores, metrics: Arc<Metrics>) -> Sealer {
+    pub fn new(
+        config: ManagerConfig,
+        db: Db,
+        chain: Arc<dyn Chain>,
+        stores: Stores,
+        metrics: Arc<Metrics>,
+    ) -> Sealer {
         Sealer(Arc::new(Manager {
             config,
             db,
@@ -56,7 +62,10 @@ impl Sealer {
     }
 
     /// Runs a database call on a blocking thread.
-    async fn db<T: Send + 'static>(&self, f: impl FnOnce(&Db) -> Result<T> + Send + 'static) -> Result<T> {
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let db = self.0.db.clone();
         tokio::task::spawn_blocking(move || f(&db))
             .await
@@ -69,7 +78,9 @@ impl Sealer {
             None => {
                 let known = self.db(move |db| db.find(id)).await?;
                 Err(match known {
-                    Some((s, _)) if s.aborted => ApiError::NotFound(id, format!("aborted: {}", s.abort_reason)),
+                    Some((s, _)) if s.aborted => {
+                        ApiError::NotFound(id, format!("aborted: {}", s.abort_reason))
+                    }
                     Some(_) => ApiError::NotFound(id, "already finalized".into()),
                     None => ApiError::NotFound(id, "never allocated here".into()),
                 })
@@ -95,13 +106,21 @@ impl Sealer {
         self.0
             .metrics
             .messages_pushed
-            .get_or_create(&MethodLabels { method: method.into() })
+            .get_or_create(&MethodLabels {
+                method: method.into(),
+            })
             .inc();
         Ok(id)
     }
 
     /// Maps a message's chain status to what the worker polls for.
-    async fn poll_message(&self, what: &str, message: Option<String>, landed_check: bool, id: SectorID) -> Result<PollStateResp> {
+    async fn poll_message(
+        &self,
+        what: &str,
+        message: Option<String>,
+        landed_check: bool,
+        id: SectorID,
+    ) -> Result<PollStateResp> {
         let Some(msg) = message else {
             return Ok(PollStateResp {
                 state: OnChainState::NotFound,
@@ -167,9 +186,16 @@ fn submit(res: SubmitResult) -> SubmitResp {
 
 #[async_trait]
 impl SealerApiServer for Sealer {
-    async fn allocate_sector(&self, spec: AllocateSectorSpec, niporep: Option<bool>) -> RpcResult<Option<AllocatedSector>> {
+    async fn allocate_sector(
+        &self,
+        spec: AllocateSectorSpec,
+        niporep: Option<bool>,
+    ) -> RpcResult<Option<AllocatedSector>> {
         if niporep == Some(true) {
-            return Err(ApiError::Invalid("non-interactive PoRep sectors are not supported by this manager".into()).into());
+            return Err(ApiError::Invalid(
+                "non-interactive PoRep sectors are not supported by this manager".into(),
+            )
+            .into());
         }
         let allowed = spec.allowed_miners.clone().unwrap_or_default();
         let mut miners: Vec<_> = self
@@ -190,7 +216,12 @@ impl SealerApiServer for Sealer {
         miners.shuffle(&mut rand::thread_rng());
         let proof_types = spec.allowed_proof_types.clone().unwrap_or_default();
         for m in miners {
-            let info = self.0.chain.miner_info(m.actor).await.map_err(ApiError::from)?;
+            let info = self
+                .0
+                .chain
+                .miner_info(m.actor)
+                .await
+                .map_err(ApiError::from)?;
             let proof = SealProof(info.seal_proof);
             if !proof_types.is_empty() && !proof_types.contains(&proof) {
                 continue;
@@ -206,16 +237,28 @@ impl SealerApiServer for Sealer {
                 self.0
                     .metrics
                     .sectors_allocated
-                    .get_or_create(&MinerLabels { miner: actor.to_string() })
+                    .get_or_create(&MinerLabels {
+                        miner: actor.to_string(),
+                    })
                     .inc();
-                return Ok(Some(AllocatedSector { id: state.id, proof_type: proof }));
+                return Ok(Some(AllocatedSector {
+                    id: state.id,
+                    proof_type: proof,
+                }));
             }
-            warn!(miner = actor, "sector numbers used up (Miners.Sector.MaxNumber)");
+            warn!(
+                miner = actor,
+                "sector numbers used up (Miners.Sector.MaxNumber)"
+            );
         }
         Ok(None)
     }
 
-    async fn acquire_deals(&self, sector: SectorID, _spec: AcquireDealsSpec) -> RpcResult<Option<Vec<SectorPiece>>> {
+    async fn acquire_deals(
+        &self,
+        sector: SectorID,
+        _spec: AcquireDealsSpec,
+    ) -> RpcResult<Option<Vec<SectorPiece>>> {
         self.online(sector).await?;
         // No market is connected: every sector is committed capacity.
         Ok(None)
@@ -245,7 +288,12 @@ impl SealerApiServer for Sealer {
         Ok(t)
     }
 
-    async fn submit_pre_commit(&self, sector: AllocatedSector, info: PreCommitOnChainInfo, reset: bool) -> RpcResult<SubmitResp> {
+    async fn submit_pre_commit(
+        &self,
+        sector: AllocatedSector,
+        info: PreCommitOnChainInfo,
+        reset: bool,
+    ) -> RpcResult<SubmitResp> {
         let id = sector.id;
         let _one_at_a_time = self.0.submit.lock().await;
         let state = self.online(id).await?;
@@ -258,7 +306,10 @@ impl SealerApiServer for Sealer {
             )));
         }
         if state.ticket != Some(info.ticket) {
-            return Ok(rejected(format!("{}: the ticket is not the one AssignTicket gave", name(id))));
+            return Ok(rejected(format!(
+                "{}: the ticket is not the one AssignTicket gave",
+                name(id)
+            )));
         }
         if let Some(pre) = &state.pre {
             let alive = self.message_ok(&state.pre_message).await?;
@@ -268,7 +319,10 @@ impl SealerApiServer for Sealer {
             if *pre != info && !reset {
                 return Ok(SubmitResp {
                     res: SubmitResult::MismatchedSubmission,
-                    desc: Some(format!("{}: a different precommit was submitted before; resubmit with reset", name(id))),
+                    desc: Some(format!(
+                        "{}: a different precommit was submitted before; resubmit with reset",
+                        name(id)
+                    )),
                 });
             }
         }
@@ -295,21 +349,34 @@ impl SealerApiServer for Sealer {
 
     async fn poll_pre_commit_state(&self, sector: SectorID) -> RpcResult<PollStateResp> {
         let state = self.online(sector).await?;
-        Ok(self.poll_message("precommit", state.pre_message, false, sector).await?)
+        Ok(self
+            .poll_message("precommit", state.pre_message, false, sector)
+            .await?)
     }
 
     async fn submit_persisted(&self, sector: SectorID, instance: String) -> RpcResult<bool> {
         self.submit_persisted_ex(sector, instance, false).await
     }
 
-    async fn submit_persisted_ex(&self, sector: SectorID, instance: String, is_upgrade: bool) -> RpcResult<bool> {
+    async fn submit_persisted_ex(
+        &self,
+        sector: SectorID,
+        instance: String,
+        is_upgrade: bool,
+    ) -> RpcResult<bool> {
         self.online(sector).await?;
         if is_upgrade {
-            return Err(ApiError::Invalid("snap-up (upgrade) sectors are not supported by this manager yet".into()).into());
+            return Err(ApiError::Invalid(
+                "snap-up (upgrade) sectors are not supported by this manager yet".into(),
+            )
+            .into());
         }
         let Some(store) = self.0.stores.get(&instance).cloned() else {
             let known: Vec<String> = self.0.stores.all().iter().map(|s| s.name()).collect();
-            return Err(ApiError::Invalid(format!("unknown persist store {instance:?} (known: {known:?})")).into());
+            return Err(ApiError::Invalid(format!(
+                "unknown persist store {instance:?} (known: {known:?})"
+            ))
+            .into());
         };
         let size = self.sector_size(sector.miner).await?;
         let check = tokio::task::spawn_blocking(move || store.check_persisted(sector, size))
@@ -327,16 +394,30 @@ impl SealerApiServer for Sealer {
         Ok(true)
     }
 
-    async fn wait_seed(&self, sector: SectorID, _proof_type: Option<SealProof>) -> RpcResult<WaitSeedResp> {
+    async fn wait_seed(
+        &self,
+        sector: SectorID,
+        _proof_type: Option<SealProof>,
+    ) -> RpcResult<WaitSeedResp> {
         let state = self.online(sector).await?;
         if let Some(seed) = state.seed {
-            return Ok(WaitSeedResp { should_wait: false, delay: 0, seed: Some(seed) });
+            return Ok(WaitSeedResp {
+                should_wait: false,
+                delay: 0,
+                seed: Some(seed),
+            });
         }
         let chain = &self.0.chain;
         let block = chain.block_time().as_secs_f64();
-        let Some(pre) = chain.precommit(sector.miner, sector.number).await.map_err(ApiError::from)? else {
+        let Some(pre) = chain
+            .precommit(sector.miner, sector.number)
+            .await
+            .map_err(ApiError::from)?
+        else {
             // Not on chain (yet): say why.
-            let poll = self.poll_message("precommit", state.pre_message, false, sector).await?;
+            let poll = self
+                .poll_message("precommit", state.pre_message, false, sector)
+                .await?;
             return match poll.state {
                 OnChainState::Pending | OnChainState::Packed => Ok(WaitSeedResp {
                     should_wait: true,
@@ -355,10 +436,18 @@ impl SealerApiServer for Sealer {
         let head = chain.head().await.map_err(ApiError::from)?.epoch;
         if head < seed_epoch {
             let delay = ((seed_epoch - head) as f64 * block).ceil().max(1.0) as u64;
-            return Ok(WaitSeedResp { should_wait: true, delay, seed: None });
+            return Ok(WaitSeedResp {
+                should_wait: true,
+                delay,
+                seed: None,
+            });
         }
         let bytes = chain
-            .randomness(Domain::InteractiveSealChallengeSeed, seed_epoch, &miner_entropy(sector.miner))
+            .randomness(
+                Domain::InteractiveSealChallengeSeed,
+                seed_epoch,
+                &miner_entropy(sector.miner),
+            )
             .await
             .map_err(ApiError::from)?;
         let seed = Seed {
@@ -370,14 +459,26 @@ impl SealerApiServer for Sealer {
             Ok(())
         })
         .await?;
-        Ok(WaitSeedResp { should_wait: false, delay: 0, seed: Some(seed) })
+        Ok(WaitSeedResp {
+            should_wait: false,
+            delay: 0,
+            seed: Some(seed),
+        })
     }
 
-    async fn submit_proof(&self, sector: SectorID, proof: ProofOnChainInfo, reset: bool) -> RpcResult<SubmitResp> {
+    async fn submit_proof(
+        &self,
+        sector: SectorID,
+        proof: ProofOnChainInfo,
+        reset: bool,
+    ) -> RpcResult<SubmitResp> {
         let _one_at_a_time = self.0.submit.lock().await;
         let state = self.online(sector).await?;
         let (Some(pre), Some(seed)) = (state.pre, state.seed) else {
-            return Ok(rejected(format!("{}: no precommit and seed yet (call WaitSeed first)", name(sector))));
+            return Ok(rejected(format!(
+                "{}: no precommit and seed yet (call WaitSeed first)",
+                name(sector)
+            )));
         };
         if let Some(existing) = &state.proof {
             let alive = self.message_ok(&state.proof_message).await?;
@@ -387,7 +488,10 @@ impl SealerApiServer for Sealer {
             if *existing != proof.proof && !reset {
                 return Ok(SubmitResp {
                     res: SubmitResult::MismatchedSubmission,
-                    desc: Some(format!("{}: a different proof was submitted before; resubmit with reset", name(sector))),
+                    desc: Some(format!(
+                        "{}: a different proof was submitted before; resubmit with reset",
+                        name(sector)
+                    )),
                 });
             }
         }
@@ -422,7 +526,10 @@ impl SealerApiServer for Sealer {
             }
             Err(e) => {
                 warn!(sector = %name(sector), error = %e, "proof refused: cannot be verified");
-                return Ok(rejected(format!("{}: the proof cannot be verified: {e:#}", name(sector))));
+                return Ok(rejected(format!(
+                    "{}: the proof cannot be verified: {e:#}",
+                    name(sector)
+                )));
             }
         }
         let msg = Message::ProveCommitSector {
@@ -443,10 +550,16 @@ impl SealerApiServer for Sealer {
 
     async fn poll_proof_state(&self, sector: SectorID) -> RpcResult<PollStateResp> {
         let state = self.online(sector).await?;
-        Ok(self.poll_message("prove-commit", state.proof_message, true, sector).await?)
+        Ok(self
+            .poll_message("prove-commit", state.proof_message, true, sector)
+            .await?)
     }
 
-    async fn report_state(&self, sector: SectorID, req: ReportStateReq) -> RpcResult<SectorStateResp> {
+    async fn report_state(
+        &self,
+        sector: SectorID,
+        req: ReportStateReq,
+    ) -> RpcResult<SectorStateResp> {
         let offline = self
             .db(move |db| match db.online(sector)? {
                 Some(_) => db.update(sector, move |s| {
@@ -460,7 +573,11 @@ impl SealerApiServer for Sealer {
             })
             .await?;
         Ok(match offline {
-            None => SectorStateResp { id: sector, finalized: false, abort_reason: None },
+            None => SectorStateResp {
+                id: sector,
+                finalized: false,
+                abort_reason: None,
+            },
             // Finalized or aborted here: the worker drops the sector.
             Some(s) => SectorStateResp {
                 id: sector,
@@ -482,16 +599,26 @@ impl SealerApiServer for Sealer {
         Ok(self.db(move |db| db.record_ping(info)).await?)
     }
 
-    async fn store_reserve_space(&self, sector: SectorID, size: u64, candidates: Vec<String>) -> RpcResult<Option<StoreBasicInfo>> {
+    async fn store_reserve_space(
+        &self,
+        sector: SectorID,
+        size: u64,
+        candidates: Vec<String>,
+    ) -> RpcResult<Option<StoreBasicInfo>> {
         self.online(sector).await?;
-        let unknown: Vec<&String> = candidates.iter().filter(|c| self.0.stores.get(c).is_none()).collect();
+        let unknown: Vec<&String> = candidates
+            .iter()
+            .filter(|c| self.0.stores.get(c).is_none())
+            .collect();
         if !unknown.is_empty() {
             warn!(sector = %name(sector), ?unknown, "worker offered stores this manager does not know");
         }
         let stores = self.0.stores.clone();
         let r = self
             .db(move |db| {
-                db.reserve(sector, size, |reserved| stores.pick(sector.miner, size, &candidates, reserved, |s| s.space()))
+                db.reserve(sector, size, |reserved| {
+                    stores.pick(sector.miner, size, &candidates, reserved, |s| s.space())
+                })
             })
             .await?;
         Ok(r.and_then(|r| self.0.stores.get(&r.store).map(|s| s.basic_info())))
@@ -563,7 +690,9 @@ impl ManagerCliApiServer for Sealer {
 
     async fn finalize_sector(&self, sector: SectorID) -> RpcResult<()> {
         info!(sector = %name(sector), "sector finalized by the operator");
-        Ok(self.db(move |db| db.move_offline(sector, |s| s.finalized = true)).await?)
+        Ok(self
+            .db(move |db| db.move_offline(sector, |s| s.finalized = true))
+            .await?)
     }
 
     async fn restore_sector(&self, sector: SectorID) -> RpcResult<()> {
@@ -580,7 +709,10 @@ impl ManagerCliApiServer for Sealer {
             .iter()
             .map(|s| {
                 let space = s.space();
-                let mine: Vec<_> = reservations.iter().filter(|(_, r)| r.store == s.name()).collect();
+                let mine: Vec<_> = reservations
+                    .iter()
+                    .filter(|(_, r)| r.store == s.name())
+                    .collect();
                 StoreDetail {
                     info: s.basic_info(),
                     store_type: "embed-fs".into(),
@@ -605,7 +737,11 @@ impl ManagerCliApiServer for Sealer {
 
     async fn chain_sector_info(&self, sector: SectorID) -> RpcResult<Option<ChainSectorInfo>> {
         let chain = &self.0.chain;
-        if let Some(s) = chain.sector(sector.miner, sector.number).await.map_err(ApiError::from)? {
+        if let Some(s) = chain
+            .sector(sector.miner, sector.number)
+            .await
+            .map_err(ApiError::from)?
+        {
             return Ok(Some(ChainSectorInfo {
                 state: if s.faulty { "Faulty" } else { "Active" }.into(),
                 pre_commit_epoch: s.precommit_epoch,

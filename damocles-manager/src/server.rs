@@ -17,7 +17,9 @@ use std::time::Instant;
 
 use damocles_api::perm::{self, Permission};
 use jsonrpsee::server::middleware::rpc::{Batch, Notification, RpcServiceBuilder, RpcServiceT};
-use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse, MethodResponse, Methods, Server, ServerHandle};
+use jsonrpsee::server::{
+    HttpBody, HttpRequest, HttpResponse, MethodResponse, Methods, Server, ServerHandle,
+};
 use jsonrpsee::types::{ErrorObjectOwned, Request};
 use tower::{BoxError, Layer, Service};
 
@@ -130,7 +132,9 @@ where
                             Ok(perms) => Granted::Token(perms),
                             Err(e) => {
                                 let msg = format!("unauthorized: {e} (send `Authorization: Bearer <token>` with a token from this manager)");
-                                return Box::pin(async move { Ok(rpc_error_response(401, ERR_PERMISSION_DENIED, msg)) });
+                                return Box::pin(async move {
+                                    Ok(rpc_error_response(401, ERR_PERMISSION_DENIED, msg))
+                                });
                             }
                         }
                     }
@@ -170,8 +174,11 @@ fn denial(method: &str, need: Permission, granted: Option<&Granted>) -> ErrorObj
 
 impl<S> RpcServiceT for Guard<S>
 where
-    S: RpcServiceT<MethodResponse = MethodResponse, BatchResponse = MethodResponse, NotificationResponse = MethodResponse>
-        + Send
+    S: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Send
         + Sync
         + Clone
         + 'static,
@@ -194,7 +201,10 @@ where
             if !granted.as_ref().is_some_and(|g| g.allows(need)) {
                 metrics.rpc_calls.get_or_create(&labels("denied")).inc();
                 tracing::debug!(%method, %need, "call refused");
-                return MethodResponse::error(req.id().into_owned(), denial(&method, need, granted.as_ref()));
+                return MethodResponse::error(
+                    req.id().into_owned(),
+                    denial(&method, need, granted.as_ref()),
+                );
             }
             let start = Instant::now();
             let resp = inner.call(req).await;
@@ -202,7 +212,9 @@ where
             metrics.rpc_calls.get_or_create(&labels(outcome)).inc();
             metrics
                 .rpc_seconds
-                .get_or_create(&MethodLabels { method: method.clone() })
+                .get_or_create(&MethodLabels {
+                    method: method.clone(),
+                })
                 .observe(start.elapsed().as_secs_f64());
             if resp.is_error() {
                 tracing::debug!(%method, response = %resp.as_json().get(), "call failed");
@@ -232,7 +244,10 @@ where
         }
     }
 
-    fn notification<'a>(&self, n: Notification<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+    fn notification<'a>(
+        &self,
+        n: Notification<'a>,
+    ) -> impl Future<Output = MethodResponse> + Send + 'a {
         let allowed = n
             .extensions()
             .get::<Granted>()
@@ -250,13 +265,19 @@ where
 
 /// Starts the server on `listen`; returns the bound address and a handle that
 /// stops it.
-pub async fn serve(listen: SocketAddr, methods: impl Into<Methods>, gate: GateLayer) -> anyhow::Result<(SocketAddr, ServerHandle)> {
+pub async fn serve(
+    listen: SocketAddr,
+    methods: impl Into<Methods>,
+    gate: GateLayer,
+) -> anyhow::Result<(SocketAddr, ServerHandle)> {
     let metrics = Arc::clone(&gate.metrics);
     let rpc = RpcServiceBuilder::new().layer_fn(move |inner| Guard {
         inner,
         metrics: Arc::clone(&metrics),
     });
-    let config = jsonrpsee::server::ServerConfig::builder().max_connections(4096).build();
+    let config = jsonrpsee::server::ServerConfig::builder()
+        .max_connections(4096)
+        .build();
     let server = Server::builder()
         .set_config(config)
         .set_http_middleware(tower::ServiceBuilder::new().layer(gate))

@@ -54,7 +54,8 @@ impl PersistStore {
 
     pub fn allows(&self, miner: u64) -> bool {
         let c = &self.config;
-        !c.deny_miners.contains(&miner) && (c.allow_miners.is_empty() || c.allow_miners.contains(&miner))
+        !c.deny_miners.contains(&miner)
+            && (c.allow_miners.is_empty() || c.allow_miners.contains(&miner))
     }
 
     fn sealed_file(&self, id: SectorID) -> PathBuf {
@@ -68,11 +69,21 @@ impl PersistStore {
     /// Whether a sealed sector's files are all here and whole: the sealed file
     /// is exactly the sector size and every cache file PoSt needs exists and is
     /// not empty. `Err` says what is missing.
-    pub fn check_persisted(&self, id: SectorID, sector_size: u64) -> std::result::Result<(), String> {
+    pub fn check_persisted(
+        &self,
+        id: SectorID,
+        sector_size: u64,
+    ) -> std::result::Result<(), String> {
         let sealed = self.sealed_file(id);
         match std::fs::metadata(&sealed) {
             Ok(m) if m.is_file() && m.len() == sector_size => {}
-            Ok(m) => return Err(format!("{} is {} bytes, expected {sector_size}", sealed.display(), m.len())),
+            Ok(m) => {
+                return Err(format!(
+                    "{} is {} bytes, expected {sector_size}",
+                    sealed.display(),
+                    m.len()
+                ))
+            }
             Err(e) => return Err(format!("{}: {e}", sealed.display())),
         }
         let cache = self.cache_dir(id);
@@ -156,7 +167,10 @@ impl Stores {
 
 /// Where a sector's files go inside a store (for docs and tests).
 pub fn layout(store: &Path, id: SectorID) -> (PathBuf, PathBuf) {
-    (store.join("sealed").join(name(id)), store.join("cache").join(name(id)))
+    (
+        store.join("sealed").join(name(id)),
+        store.join("cache").join(name(id)),
+    )
 }
 
 #[cfg(test)]
@@ -183,7 +197,14 @@ mod tests {
         let mut other = store("other-miner", 1);
         other.config.allow_miners = vec![2000];
         let stores = Stores {
-            stores: vec![ro, denied, other, store("a", 1), store("b", 3), store("full", 1)],
+            stores: vec![
+                ro,
+                denied,
+                other,
+                store("a", 1),
+                store("b", 3),
+                store("full", 1),
+            ],
         };
         let space = |s: &PersistStore| Space {
             total: 100,
@@ -200,6 +221,10 @@ mod tests {
         let only_a = stores.pick(1000, 20, &["a".into()], &BTreeMap::new(), space);
         assert_eq!(only_a.as_deref(), Some("a"));
         let reserved = BTreeMap::from([("a".to_string(), 90u64), ("b".to_string(), 90u64)]);
-        assert_eq!(stores.pick(1000, 20, &[], &reserved, space), None, "reserved space counts");
+        assert_eq!(
+            stores.pick(1000, 20, &[], &reserved, space),
+            None,
+            "reserved space counts"
+        );
     }
 }

@@ -12,7 +12,10 @@ use damocles_api::*;
 use damocles_e2e::manager::{init_home, ManagerProcess};
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn summarize(what: &str, mut lat: Vec<Duration>, wall: Duration) {
@@ -38,11 +41,19 @@ fn main() {
     init_home(&home, |c| c);
     let manager = ManagerProcess::start(&home);
     let token = manager.token("write");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    println!("manager RPC, {clients} concurrent clients, {calls} calls each, one connection per client");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "manager RPC, {clients} concurrent clients, {calls} calls each, one connection per client"
+    );
     rt.block_on(async {
         let conns: Vec<_> = (0..clients).map(|_| manager.client(Some(&token))).collect();
-        let spec = AllocateSectorSpec { allowed_miners: Some(vec![1000]), allowed_proof_types: None };
+        let spec = AllocateSectorSpec {
+            allowed_miners: Some(vec![1000]),
+            allowed_proof_types: None,
+        };
 
         let start = Instant::now();
         let tasks: Vec<_> = conns
@@ -54,7 +65,11 @@ fn main() {
                     let mut out = Vec::new();
                     for _ in 0..calls {
                         let t = Instant::now();
-                        let s = c.allocate_sector(spec.clone(), None).await.expect("AllocateSector").expect("a sector");
+                        let s = c
+                            .allocate_sector(spec.clone(), None)
+                            .await
+                            .expect("AllocateSector")
+                            .expect("a sector");
                         out.push((t.elapsed(), s.id));
                     }
                     out
@@ -71,11 +86,22 @@ fn main() {
         }
         summarize("AllocateSector", lat, start.elapsed());
         let unique: std::collections::BTreeSet<_> = ids.iter().map(|i| i.number).collect();
-        assert_eq!(unique.len(), ids.len(), "a sector number was handed out twice");
+        assert_eq!(
+            unique.len(),
+            ids.len(),
+            "a sector number was handed out twice"
+        );
 
         let req = ReportStateReq {
-            worker: WorkerIdentifier { instance: "bench".into(), location: "/bench".into() },
-            state_change: SectorStateChange { prev: "A".into(), next: "B".into(), event: "Ev".into() },
+            worker: WorkerIdentifier {
+                instance: "bench".into(),
+                location: "/bench".into(),
+            },
+            state_change: SectorStateChange {
+                prev: "A".into(),
+                next: "B".into(),
+                event: "Ev".into(),
+            },
             failure: None,
         };
         let start = Instant::now();

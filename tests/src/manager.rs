@@ -56,7 +56,9 @@ pub fn init_home(home: &Path, edit: impl FnOnce(String) -> String) {
 impl ManagerProcess {
     /// Starts `daemon run` and waits until it serves.
     pub fn start(home: &Path) -> ManagerProcess {
-        ManagerProcess(devnet::ManagerProcess::start(&manager_bin(), home).unwrap_or_else(|e| panic!("{e:#}")))
+        ManagerProcess(
+            devnet::ManagerProcess::start(&manager_bin(), home).unwrap_or_else(|e| panic!("{e:#}")),
+        )
     }
 
     /// A token minted by the CLI from this home's secret.
@@ -70,12 +72,21 @@ impl ManagerProcess {
 
     /// `host:port` of the server.
     pub fn authority(&self) -> String {
-        self.url.trim_start_matches("http://").trim_end_matches("/rpc/v0").to_string()
+        self.url
+            .trim_start_matches("http://")
+            .trim_end_matches("/rpc/v0")
+            .to_string()
     }
 }
 
 /// One HTTP/1.1 request over a fresh connection: (status code, body).
-pub fn http(authority: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+pub fn http(
+    authority: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(authority).expect("connect to the manager");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
@@ -87,7 +98,14 @@ pub fn http(authority: &str, method: &str, path: &str, headers: &[(&str, &str)],
     s.write_all(req.as_bytes()).unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
-    let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status line");
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }

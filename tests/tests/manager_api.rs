@@ -31,7 +31,9 @@ fn rpc_err<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (i32, String) {
 fn started() -> (tempfile::TempDir, ManagerProcess) {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("manager");
-    init_home(&home, |c| c.replace("[Common.API]\n", "[Common.API]\nNoSuchKey = 1\n"));
+    init_home(&home, |c| {
+        c.replace("[Common.API]\n", "[Common.API]\nNoSuchKey = 1\n")
+    });
     let m = ManagerProcess::start(&home);
     (dir, m)
 }
@@ -46,26 +48,42 @@ async fn tokens_and_permissions_are_enforced() {
 
     let (code, msg) = rpc_err(anonymous.allocate_sector(spec(&[1000]), None).await);
     assert_eq!(code, 11003);
-    assert!(msg.contains("Venus.AllocateSector needs the write permission") && msg.contains("no token"), "{msg}");
+    assert!(
+        msg.contains("Venus.AllocateSector needs the write permission") && msg.contains("no token"),
+        "{msg}"
+    );
     rpc_err(anonymous.chain_head().await);
 
     let (_, msg) = rpc_err(reader.allocate_sector(spec(&[1000]), None).await);
     assert!(msg.contains("this token allows read"), "{msg}");
     reader.chain_head().await.expect("read may read");
 
-    let s = writer.allocate_sector(spec(&[1000]), None).await.unwrap().unwrap();
+    let s = writer
+        .allocate_sector(spec(&[1000]), None)
+        .await
+        .unwrap()
+        .unwrap();
     let (_, msg) = rpc_err(writer.abort_sector(s.id, "x".into()).await);
     assert!(msg.contains("needs the admin permission"), "{msg}");
-    admin.abort_sector(s.id, "operator says no".into()).await.unwrap();
+    admin
+        .abort_sector(s.id, "operator says no".into())
+        .await
+        .unwrap();
     let r = writer.report_state(s.id, report()).await.unwrap();
-    assert!(r.finalized && r.abort_reason.as_deref() == Some("operator says no"), "{r:?}");
+    assert!(
+        r.finalized && r.abort_reason.as_deref() == Some("operator says no"),
+        "{r:?}"
+    );
 
     // A token from another manager's secret: HTTP 401 before any method runs.
     let (status, body) = http(
         &m.authority(),
         "POST",
         "/rpc/v0",
-        &[("Content-Type", "application/json"), ("Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.bad")],
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.bad"),
+        ],
         r#"{"jsonrpc":"2.0","id":1,"method":"Venus.ChainHead","params":[]}"#,
     );
     assert_eq!(status, 401, "{body}");
@@ -74,7 +92,10 @@ async fn tokens_and_permissions_are_enforced() {
     // The Authorization header works over WebSocket too.
     let ws_url = m.url.replace("http://", "ws://");
     let mut headers = jsonrpsee::http_client::HeaderMap::new();
-    headers.insert("Authorization", format!("Bearer {}", m.token("read")).parse().unwrap());
+    headers.insert(
+        "Authorization",
+        format!("Bearer {}", m.token("read")).parse().unwrap(),
+    );
     let ws = jsonrpsee::ws_client::WsClientBuilder::default()
         .set_headers(headers)
         .build(&ws_url)
@@ -87,8 +108,15 @@ async fn tokens_and_permissions_are_enforced() {
 
 fn report() -> ReportStateReq {
     ReportStateReq {
-        worker: WorkerIdentifier { instance: "w".into(), location: "/l".into() },
-        state_change: SectorStateChange { prev: "A".into(), next: "B".into(), event: "E".into() },
+        worker: WorkerIdentifier {
+            instance: "w".into(),
+            location: "/l".into(),
+        },
+        state_change: SectorStateChange {
+            prev: "A".into(),
+            next: "B".into(),
+            event: "E".into(),
+        },
         failure: None,
     }
 }
@@ -102,16 +130,24 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
     // Wrong miner.
     let (code, msg) = rpc_err(c.allocate_sector(spec(&[9999]), None).await);
     assert_eq!(code, -32602);
-    assert!(msg.contains("9999") && msg.contains("managed: [1000]"), "{msg}");
+    assert!(
+        msg.contains("9999") && msg.contains("managed: [1000]"),
+        "{msg}"
+    );
     // Proof types the miner does not seal: nothing to allocate.
     let other = AllocateSectorSpec {
         allowed_miners: None,
-        allowed_proof_types: Some(vec![SealProof(filecoin_proofs_api::RegisteredSealProof::StackedDrg32GiBV1_1)]),
+        allowed_proof_types: Some(vec![SealProof(
+            filecoin_proofs_api::RegisteredSealProof::StackedDrg32GiBV1_1,
+        )]),
     };
     assert_eq!(c.allocate_sector(other, None).await.unwrap(), None);
 
     // Unknown sector: 11001, as damocles workers expect.
-    let ghost = SectorID { miner: 1000, number: 777 };
+    let ghost = SectorID {
+        miner: 1000,
+        number: 777,
+    };
     let (code, msg) = rpc_err(c.assign_ticket(ghost).await);
     assert_eq!(code, ERR_SECTOR_STATE_NOT_FOUND);
     assert!(msg.contains("s-t01000-777"), "{msg}");
@@ -122,44 +158,125 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
         &m.authority(),
         "POST",
         "/rpc/v0",
-        &[("Content-Type", "application/json"), ("Authorization", &format!("Bearer {}", m.token("write")))],
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &format!("Bearer {}", m.token("write"))),
+        ],
         r#"{"jsonrpc":"2.0","id":7,"method":"Venus.AssignTicket","params":[{"Miner":"x"}]}"#,
     );
     assert_eq!(status, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"]["code"], -32602, "{body}");
-    assert!(v["error"]["data"].as_str().unwrap().contains("invalid type: string \"x\", expected u64"), "{body}");
+    assert!(
+        v["error"]["data"]
+            .as_str()
+            .unwrap()
+            .contains("invalid type: string \"x\", expected u64"),
+        "{body}"
+    );
 
     // Submissions: wrong ticket refused, duplicates recognized, state untouched on refusal.
-    let s = c.allocate_sector(spec(&[1000]), None).await.unwrap().unwrap();
+    let s = c
+        .allocate_sector(spec(&[1000]), None)
+        .await
+        .unwrap()
+        .unwrap();
     let ticket = c.assign_ticket(s.id).await.unwrap();
-    let wrong = Ticket { ticket: Bytes32([9; 32]), epoch: ticket.epoch };
-    let info = PreCommitOnChainInfo { comm_r: [1; 32], comm_d: [2; 32], ticket: wrong };
+    let wrong = Ticket {
+        ticket: Bytes32([9; 32]),
+        epoch: ticket.epoch,
+    };
+    let info = PreCommitOnChainInfo {
+        comm_r: [1; 32],
+        comm_d: [2; 32],
+        ticket: wrong,
+    };
     let r = c.submit_pre_commit(s, info, false).await.unwrap();
     assert_eq!(r.res, SubmitResult::Rejected);
     assert!(r.desc.unwrap().contains("ticket"));
-    assert!(admin.find_sector(s.id).await.unwrap().unwrap().pre.is_none(), "refusal leaves no trace");
-    let wrong_type = AllocatedSector { id: s.id, proof_type: SealProof(filecoin_proofs_api::RegisteredSealProof::StackedDrg8MiBV1_1) };
-    let info = PreCommitOnChainInfo { comm_r: [1; 32], comm_d: [2; 32], ticket };
-    assert_eq!(c.submit_pre_commit(wrong_type, info, false).await.unwrap().res, SubmitResult::Rejected);
-    assert_eq!(c.submit_pre_commit(s, info, false).await.unwrap().res, SubmitResult::Accepted);
-    assert_eq!(c.submit_pre_commit(s, info, false).await.unwrap().res, SubmitResult::DuplicateSubmit);
-    let changed = PreCommitOnChainInfo { comm_r: [3; 32], ..info };
-    assert_eq!(c.submit_pre_commit(s, changed, false).await.unwrap().res, SubmitResult::MismatchedSubmission);
-    assert_eq!(admin.find_sector(s.id).await.unwrap().unwrap().pre, Some(info));
+    assert!(
+        admin
+            .find_sector(s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .pre
+            .is_none(),
+        "refusal leaves no trace"
+    );
+    let wrong_type = AllocatedSector {
+        id: s.id,
+        proof_type: SealProof(filecoin_proofs_api::RegisteredSealProof::StackedDrg8MiBV1_1),
+    };
+    let info = PreCommitOnChainInfo {
+        comm_r: [1; 32],
+        comm_d: [2; 32],
+        ticket,
+    };
+    assert_eq!(
+        c.submit_pre_commit(wrong_type, info, false)
+            .await
+            .unwrap()
+            .res,
+        SubmitResult::Rejected
+    );
+    assert_eq!(
+        c.submit_pre_commit(s, info, false).await.unwrap().res,
+        SubmitResult::Accepted
+    );
+    assert_eq!(
+        c.submit_pre_commit(s, info, false).await.unwrap().res,
+        SubmitResult::DuplicateSubmit
+    );
+    let changed = PreCommitOnChainInfo {
+        comm_r: [3; 32],
+        ..info
+    };
+    assert_eq!(
+        c.submit_pre_commit(s, changed, false).await.unwrap().res,
+        SubmitResult::MismatchedSubmission
+    );
+    assert_eq!(
+        admin.find_sector(s.id).await.unwrap().unwrap().pre,
+        Some(info)
+    );
 
     // A proof before the seed is refused without touching the sector.
-    let r = c.submit_proof(s.id, ProofOnChainInfo { proof: Base64Bytes(vec![0; 192]) }, false).await.unwrap();
+    let r = c
+        .submit_proof(
+            s.id,
+            ProofOnChainInfo {
+                proof: Base64Bytes(vec![0; 192]),
+            },
+            false,
+        )
+        .await
+        .unwrap();
     assert_eq!(r.res, SubmitResult::Rejected);
     assert!(r.desc.unwrap().contains("WaitSeed"));
-    assert_eq!(c.poll_proof_state(s.id).await.unwrap().state, OnChainState::NotFound);
+    assert_eq!(
+        c.poll_proof_state(s.id).await.unwrap().state,
+        OnChainState::NotFound
+    );
 
     // Unknown stores.
     let (_, msg) = rpc_err(c.submit_persisted_ex(s.id, "nope".into(), false).await);
     assert!(msg.contains("unknown persist store \"nope\""), "{msg}");
     assert_eq!(c.store_basic_info("nope".into()).await.unwrap(), None);
-    assert_eq!(c.store_reserve_space(s.id, 4096, vec!["nope".into()]).await.unwrap(), None);
-    assert_eq!(c.store_basic_info("store-1".into()).await.unwrap().unwrap().name, "store-1");
+    assert_eq!(
+        c.store_reserve_space(s.id, 4096, vec!["nope".into()])
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        c.store_basic_info("store-1".into())
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "store-1"
+    );
 
     // Finalizing twice is fine; a finished sector answers 11001 to sealing calls.
     c.report_finalized(s.id).await.unwrap();
@@ -168,7 +285,11 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
     assert_eq!(code, ERR_SECTOR_STATE_NOT_FOUND);
     assert!(msg.contains("already finalized"), "{msg}");
     admin.restore_sector(s.id).await.unwrap();
-    assert_eq!(c.assign_ticket(s.id).await.unwrap(), ticket, "restored with its state");
+    assert_eq!(
+        c.assign_ticket(s.id).await.unwrap(),
+        ticket,
+        "restored with its state"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,20 +301,33 @@ async fn metrics_healthcheck_and_unknown_keys() {
     assert_eq!((status, body.trim()), (200, "ok"));
     let (status, body) = http(&m.authority(), "GET", "/metrics", &[], "");
     assert_eq!(status, 200);
-    assert!(body.contains(r#"damocles_manager_rpc_calls_total{method="Venus.AllocateSector",outcome="ok"} 1"#), "{body}");
-    assert!(body.contains(r#"damocles_manager_sectors_allocated_total{miner="1000"} 1"#), "{body}");
+    assert!(
+        body.contains(
+            r#"damocles_manager_rpc_calls_total{method="Venus.AllocateSector",outcome="ok"} 1"#
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"damocles_manager_sectors_allocated_total{miner="1000"} 1"#),
+        "{body}"
+    );
     let (status, body) = http(&m.authority(), "GET", "/elsewhere", &[], "");
     assert_eq!(status, 404);
     assert!(body.contains("/rpc/v0"));
     let log = m.log_text();
-    assert!(log.contains("unknown config key ignored") && log.contains("Common.API.NoSuchKey"), "{log}");
+    assert!(
+        log.contains("unknown config key ignored") && log.contains("Common.API.NoSuchKey"),
+        "{log}"
+    );
 }
 
 #[test]
 fn a_bad_config_value_stops_the_daemon_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("manager");
-    init_home(&home, |c| c.replace("BlockTime = \"500ms\"", "BlockTime = \"soon\""));
+    init_home(&home, |c| {
+        c.replace("BlockTime = \"500ms\"", "BlockTime = \"soon\"")
+    });
     let out = Command::new(manager_bin())
         .arg("--home")
         .arg(&home)
@@ -202,24 +336,46 @@ fn a_bad_config_value_stops_the_daemon_naming_the_key() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("Devnet.BlockTime") && err.contains("sector-manager.cfg"), "{err}");
+    assert!(
+        err.contains("Devnet.BlockTime") && err.contains("sector-manager.cfg"),
+        "{err}"
+    );
     assert!(!home.join("api").exists(), "it never served");
 
     let home2 = dir.path().join("manager2");
-    init_home(&home2, |c| c.replace("Path = \"", "Path = \"/does/not/exist"));
-    let out = Command::new(manager_bin()).arg("--home").arg(&home2).args(["daemon", "run"]).output().unwrap();
+    init_home(&home2, |c| {
+        c.replace("Path = \"", "Path = \"/does/not/exist")
+    });
+    let out = Command::new(manager_bin())
+        .arg("--home")
+        .arg(&home2)
+        .args(["daemon", "run"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("Common.PersistStores[0].Path"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("Common.PersistStores[0].Path"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_permission_admits_token_less_workers_only_as_far_as_set() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("manager");
-    init_home(&home, |c| c.replace("AnonymousPermission = \"\"", "AnonymousPermission = \"write\""));
+    init_home(&home, |c| {
+        c.replace(
+            "AnonymousPermission = \"\"",
+            "AnonymousPermission = \"write\"",
+        )
+    });
     let m = ManagerProcess::start(&home);
     let anonymous = m.client(None);
-    let s = anonymous.allocate_sector(spec(&[1000]), None).await.unwrap().expect("a token-less worker may seal");
+    let s = anonymous
+        .allocate_sector(spec(&[1000]), None)
+        .await
+        .unwrap()
+        .expect("a token-less worker may seal");
     let (code, msg) = rpc_err(anonymous.finalize_sector(s.id).await);
     assert_eq!(code, 11003);
     assert!(msg.contains("needs the admin permission"), "{msg}");

@@ -72,9 +72,9 @@ pub fn required(method: &str) -> Permission {
     };
     match name {
         // Queries a worker or an operator makes.
-        "PollPreCommitState" | "PollProofState" | "WaitSeed" | "StoreBasicInfo"
-        | "ListSectors" | "FindSector" | "StoreList" | "ChainHead" | "ChainSectorInfo"
-        | "WorkerList" | "Version" => Permission::Read,
+        "PollPreCommitState" | "PollProofState" | "WaitSeed" | "StoreBasicInfo" | "ListSectors"
+        | "FindSector" | "StoreList" | "ChainHead" | "ChainSectorInfo" | "WorkerList"
+        | "Version" => Permission::Read,
         // What a sealing worker does to a sector.
         "AllocateSector" | "AcquireDeals" | "AssignTicket" | "SubmitPreCommit"
         | "SubmitPersisted" | "SubmitPersistedEx" | "SubmitProof" | "ReportState"

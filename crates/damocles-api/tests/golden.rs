@@ -16,14 +16,20 @@ use damocles_api::*;
 use filecoin_proofs_api::RegisteredSealProof;
 use serde_json::{json, Value};
 
-const SID: SectorID = SectorID { miner: 1000, number: 42 };
+const SID: SectorID = SectorID {
+    miner: 1000,
+    number: 42,
+};
 
 fn proof() -> SealProof {
     SealProof(RegisteredSealProof::StackedDrg2KiBV1_1)
 }
 
 fn ticket() -> Ticket {
-    Ticket { ticket: Bytes32([7; 32]), epoch: 120 }
+    Ticket {
+        ticket: Bytes32([7; 32]),
+        epoch: 120,
+    }
 }
 
 fn store() -> StoreBasicInfo {
@@ -39,9 +45,19 @@ fn store() -> StoreBasicInfo {
 
 fn report() -> ReportStateReq {
     ReportStateReq {
-        worker: WorkerIdentifier { instance: "worker-1".into(), location: "/sealing/1".into() },
-        state_change: SectorStateChange { prev: "PC2Done".into(), next: "PCSubmitted".into(), event: "SubmitPC".into() },
-        failure: Some(SectorFailure { level: "Temporary".into(), desc: "rpc timeout".into() }),
+        worker: WorkerIdentifier {
+            instance: "worker-1".into(),
+            location: "/sealing/1".into(),
+        },
+        state_change: SectorStateChange {
+            prev: "PC2Done".into(),
+            next: "PCSubmitted".into(),
+            event: "SubmitPC".into(),
+        },
+        failure: Some(SectorFailure {
+            level: "Temporary".into(),
+            desc: "rpc timeout".into(),
+        }),
     }
 }
 
@@ -50,8 +66,15 @@ fn sector_state() -> SectorState {
         id: SID,
         sector_type: proof(),
         ticket: Some(ticket()),
-        seed: Some(Seed { seed: Bytes32([9; 32]), epoch: 130 }),
-        pre: Some(PreCommitOnChainInfo { comm_r: [1; 32], comm_d: [2; 32], ticket: ticket() }),
+        seed: Some(Seed {
+            seed: Bytes32([9; 32]),
+            epoch: 130,
+        }),
+        pre: Some(PreCommitOnChainInfo {
+            comm_r: [1; 32],
+            comm_d: [2; 32],
+            ticket: ticket(),
+        }),
         pre_message: Some("devnet-3".into()),
         proof: None,
         proof_message: None,
@@ -71,40 +94,181 @@ fn v<T: serde::Serialize>(x: T) -> Value {
 
 /// (method, params, result) for every method the manager serves.
 fn catalog() -> Vec<(&'static str, Value, Value)> {
-    let spec = AllocateSectorSpec { allowed_miners: Some(vec![1000]), allowed_proof_types: Some(vec![proof()]) };
-    let allocated = AllocatedSector { id: SID, proof_type: proof() };
-    let pre = PreCommitOnChainInfo { comm_r: [1; 32], comm_d: [2; 32], ticket: ticket() };
-    let accepted = SubmitResp { res: SubmitResult::Accepted, desc: None };
-    let landed = PollStateResp { state: OnChainState::Landed, desc: None };
+    let spec = AllocateSectorSpec {
+        allowed_miners: Some(vec![1000]),
+        allowed_proof_types: Some(vec![proof()]),
+    };
+    let allocated = AllocatedSector {
+        id: SID,
+        proof_type: proof(),
+    };
+    let pre = PreCommitOnChainInfo {
+        comm_r: [1; 32],
+        comm_d: [2; 32],
+        ticket: ticket(),
+    };
+    let accepted = SubmitResp {
+        res: SubmitResult::Accepted,
+        desc: None,
+    };
+    let landed = PollStateResp {
+        state: OnChainState::Landed,
+        desc: None,
+    };
     let piece = SectorPiece {
-        piece: PieceInfo { size: 2048, piece_cid: CidJson { cid: "baga6ea4seaqpy7usqklokfx2vxuynmupslkeutzexe2uqurdg5vhtebhxqmpqmy".into() } },
-        deal_info: DealInfo { deal_id: 5, allocation_id: 0, payload_size: 1900, is_builtin_market: true, ..Default::default() },
+        piece: PieceInfo {
+            size: 2048,
+            piece_cid: CidJson {
+                cid: "baga6ea4seaqpy7usqklokfx2vxuynmupslkeutzexe2uqurdg5vhtebhxqmpqmy".into(),
+            },
+        },
+        deal_info: DealInfo {
+            deal_id: 5,
+            allocation_id: 0,
+            payload_size: 1900,
+            is_builtin_market: true,
+            ..Default::default()
+        },
     };
     vec![
         ("AllocateSector", json!([v(&spec), true]), v(allocated)),
-        ("AcquireDeals", json!([v(SID), v(AcquireDealsSpec { max_deals: Some(1), min_used_space: None })]), json!([v(piece)])),
+        (
+            "AcquireDeals",
+            json!([
+                v(SID),
+                v(AcquireDealsSpec {
+                    max_deals: Some(1),
+                    min_used_space: None
+                })
+            ]),
+            json!([v(piece)]),
+        ),
         ("AssignTicket", json!([v(SID)]), v(ticket())),
-        ("SubmitPreCommit", json!([v(allocated), v(pre), false]), v(&accepted)),
+        (
+            "SubmitPreCommit",
+            json!([v(allocated), v(pre), false]),
+            v(&accepted),
+        ),
         ("PollPreCommitState", json!([v(SID)]), v(&landed)),
         ("SubmitPersisted", json!([v(SID), "store-1"]), json!(true)),
-        ("SubmitPersistedEx", json!([v(SID), "store-1", false]), json!(true)),
-        ("WaitSeed", json!([v(SID), v(proof())]), v(WaitSeedResp { should_wait: true, delay: 12, seed: None })),
-        ("SubmitProof", json!([v(SID), v(ProofOnChainInfo { proof: Base64Bytes(vec![0xab; 12]) }), false]), v(SubmitResp { res: SubmitResult::Rejected, desc: Some("the proof does not verify".into()) })),
-        ("PollProofState", json!([v(SID)]), v(PollStateResp { state: OnChainState::PermFailed, desc: Some("exit code 16".into()) })),
-        ("ReportState", json!([v(SID), v(report())]), v(SectorStateResp { id: SID, finalized: false, abort_reason: None })),
+        (
+            "SubmitPersistedEx",
+            json!([v(SID), "store-1", false]),
+            json!(true),
+        ),
+        (
+            "WaitSeed",
+            json!([v(SID), v(proof())]),
+            v(WaitSeedResp {
+                should_wait: true,
+                delay: 12,
+                seed: None,
+            }),
+        ),
+        (
+            "SubmitProof",
+            json!([
+                v(SID),
+                v(ProofOnChainInfo {
+                    proof: Base64Bytes(vec![0xab; 12])
+                }),
+                false
+            ]),
+            v(SubmitResp {
+                res: SubmitResult::Rejected,
+                desc: Some("the proof does not verify".into()),
+            }),
+        ),
+        (
+            "PollProofState",
+            json!([v(SID)]),
+            v(PollStateResp {
+                state: OnChainState::PermFailed,
+                desc: Some("exit code 16".into()),
+            }),
+        ),
+        (
+            "ReportState",
+            json!([v(SID), v(report())]),
+            v(SectorStateResp {
+                id: SID,
+                finalized: false,
+                abort_reason: None,
+            }),
+        ),
         ("ReportFinalized", json!([v(SID)]), Value::Null),
         ("ReportAborted", json!([v(SID), "bad sector"]), Value::Null),
-        ("WorkerPing", json!([v(WorkerInfo { name: "worker-1".into(), dest: "10.0.0.2:17890".into(), version: "0.1.0".into(), summary: WorkerInfoSummary { threads: 4, empty: 1, paused: 0, running: 3, waiting: 0, errors: 0 } })]), Value::Null),
-        ("StoreReserveSpace", json!([v(SID), 4096, ["store-1"]]), v(store())),
+        (
+            "WorkerPing",
+            json!([v(WorkerInfo {
+                name: "worker-1".into(),
+                dest: "10.0.0.2:17890".into(),
+                version: "0.1.0".into(),
+                summary: WorkerInfoSummary {
+                    threads: 4,
+                    empty: 1,
+                    paused: 0,
+                    running: 3,
+                    waiting: 0,
+                    errors: 0
+                }
+            })]),
+            Value::Null,
+        ),
+        (
+            "StoreReserveSpace",
+            json!([v(SID), 4096, ["store-1"]]),
+            v(store()),
+        ),
         ("StoreBasicInfo", json!(["store-1"]), v(store())),
-        ("ListSectors", json!([v(SectorListKind::Online)]), json!([v(sector_state())])),
+        (
+            "ListSectors",
+            json!([v(SectorListKind::Online)]),
+            json!([v(sector_state())]),
+        ),
         ("FindSector", json!([v(SID)]), v(sector_state())),
-        ("AbortSector", json!([v(SID), "aborted by the operator"]), Value::Null),
+        (
+            "AbortSector",
+            json!([v(SID), "aborted by the operator"]),
+            Value::Null,
+        ),
         ("FinalizeSector", json!([v(SID)]), Value::Null),
         ("RestoreSector", json!([v(SID)]), Value::Null),
-        ("StoreList", json!([]), json!([v(StoreDetail { info: store(), store_type: "embed-fs".into(), total: 1 << 40, free: 1 << 39, reserved: 4096, reserved_sectors: vec![SID] })])),
-        ("ChainHead", json!([]), v(ChainHeadInfo { network: "devnet".into(), height: 140, timestamp: 1_790_000_560, block_time_secs: 4.0 })),
-        ("ChainSectorInfo", json!([v(SID)]), v(ChainSectorInfo { state: "Active".into(), pre_commit_epoch: 121, activation: Some(135), expiration: Some(1_000_135), deadline: Some(3), partition: Some(0), comm_r: [1; 32] })),
+        (
+            "StoreList",
+            json!([]),
+            json!([v(StoreDetail {
+                info: store(),
+                store_type: "embed-fs".into(),
+                total: 1 << 40,
+                free: 1 << 39,
+                reserved: 4096,
+                reserved_sectors: vec![SID]
+            })]),
+        ),
+        (
+            "ChainHead",
+            json!([]),
+            v(ChainHeadInfo {
+                network: "devnet".into(),
+                height: 140,
+                timestamp: 1_790_000_560,
+                block_time_secs: 4.0,
+            }),
+        ),
+        (
+            "ChainSectorInfo",
+            json!([v(SID)]),
+            v(ChainSectorInfo {
+                state: "Active".into(),
+                pre_commit_epoch: 121,
+                activation: Some(135),
+                expiration: Some(1_000_135),
+                deadline: Some(3),
+                partition: Some(0),
+                comm_r: [1; 32],
+            }),
+        ),
     ]
 }
 
@@ -114,7 +278,10 @@ fn assert_pascal_case(method: &str, v: &Value) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
-                assert!(k == "/" || k.starts_with(|c: char| c.is_ascii_uppercase()), "{method}: key {k:?} is not PascalCase");
+                assert!(
+                    k == "/" || k.starts_with(|c: char| c.is_ascii_uppercase()),
+                    "{method}: key {k:?} is not PascalCase"
+                );
                 if k != "Meta" {
                     assert_pascal_case(method, x);
                 }
@@ -139,13 +306,18 @@ fn every_method_matches_its_golden_file() {
         if update {
             std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap() + "\n").unwrap();
         }
-        let golden: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-            .unwrap();
+        let golden: Value = serde_json::from_str(
+            &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        )
+        .unwrap();
         assert_eq!(doc, golden, "{full} differs from {}", path.display());
         seen.push(format!("{full}.json"));
     }
     // No stale files for methods that went away.
-    let mut files: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     files.sort();
     seen.sort();
     assert_eq!(files, seen);
@@ -167,7 +339,10 @@ fn golden_shapes_decode_back_into_the_types() {
                 serde_json::from_value::<ReportStateReq>(params[1].clone()).unwrap();
                 serde_json::from_value::<SectorStateResp>(result).unwrap();
             }
-            "FindSector" => assert_eq!(serde_json::from_value::<SectorState>(result).unwrap(), sector_state()),
+            "FindSector" => assert_eq!(
+                serde_json::from_value::<SectorState>(result).unwrap(),
+                sector_state()
+            ),
             _ => {}
         }
     }

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::chain::{exit_code, DeadlineInfo, Epoch, MinerInfo, PreCommitOnChain, PreCommitParams, SectorNumber, SectorOnChain};
+use crate::chain::{
+    exit_code, DeadlineInfo, Epoch, MinerInfo, PreCommitOnChain, PreCommitParams, SectorNumber,
+    SectorOnChain,
+};
 use crate::policy::Policy;
 
 /// A refusal, with a Filecoin exit code.
@@ -87,15 +90,24 @@ impl MinerState {
             ));
         }
         if self.sectors.contains_key(&n) {
-            return Err(refuse(exit_code::FORBIDDEN, format!("sector {n} is already proven")));
+            return Err(refuse(
+                exit_code::FORBIDDEN,
+                format!("sector {n} is already proven"),
+            ));
         }
         if self.precommits.contains_key(&n) {
-            return Err(refuse(exit_code::FORBIDDEN, format!("sector {n} is already precommitted")));
+            return Err(refuse(
+                exit_code::FORBIDDEN,
+                format!("sector {n} is already precommitted"),
+            ));
         }
         if params.seal_rand_epoch >= epoch {
             return Err(refuse(
                 exit_code::ILLEGAL_ARGUMENT,
-                format!("sector {n}: ticket epoch {} is not in the past", params.seal_rand_epoch),
+                format!(
+                    "sector {n}: ticket epoch {} is not in the past",
+                    params.seal_rand_epoch
+                ),
             ));
         }
         if epoch - params.seal_rand_epoch > policy.max_ticket_age {
@@ -142,7 +154,10 @@ impl MinerState {
         if epoch > pre.precommit_epoch + policy.max_prove_commit_delay {
             return Err(refuse(
                 exit_code::FORBIDDEN,
-                format!("sector {number}: precommit from epoch {} expired", pre.precommit_epoch),
+                format!(
+                    "sector {number}: precommit from epoch {} expired",
+                    pre.precommit_epoch
+                ),
             ));
         }
         match verify(pre) {
@@ -226,7 +241,8 @@ mod tests {
                 actor: 1000,
                 sector_size: 2048,
                 seal_proof: RegisteredSealProof::StackedDrg2KiBV1_1,
-                window_post_proof: filecoin_proofs_api::RegisteredPoStProof::StackedDrgWindow2KiBV1_2,
+                window_post_proof:
+                    filecoin_proofs_api::RegisteredPoStProof::StackedDrgWindow2KiBV1_2,
                 proving_period_start: 7,
             },
             policy,
@@ -255,9 +271,15 @@ mod tests {
         assert_eq!(early.unwrap_err().exit_code, exit_code::FORBIDDEN);
         let bad = m.prove_commit(&policy, 20, 1, |_| Ok(false)).unwrap_err();
         assert_eq!(bad.exit_code, exit_code::ILLEGAL_ARGUMENT);
-        assert!(m.sectors.is_empty() && m.power == 0, "a bad proof changes nothing");
+        assert!(
+            m.sectors.is_empty() && m.power == 0,
+            "a bad proof changes nothing"
+        );
 
-        let s = m.prove_commit(&policy, 20, 1, |_| Ok(true)).unwrap().clone();
+        let s = m
+            .prove_commit(&policy, 20, 1, |_| Ok(true))
+            .unwrap()
+            .clone();
         assert_eq!((s.activation, s.deadline, s.partition), (20, 0, 0));
         assert_eq!(m.power, 2048);
         assert!(m.precommits.is_empty());
@@ -271,13 +293,26 @@ mod tests {
         let mut m = miner(&policy);
         let mut p = params(1);
         p.seal_proof = RegisteredSealProof::StackedDrg8MiBV1_1;
-        assert_eq!(m.pre_commit(&policy, 10, p).unwrap_err().exit_code, exit_code::ILLEGAL_ARGUMENT);
+        assert_eq!(
+            m.pre_commit(&policy, 10, p).unwrap_err().exit_code,
+            exit_code::ILLEGAL_ARGUMENT
+        );
         let mut p = params(1);
         p.seal_rand_epoch = 10;
-        assert!(m.pre_commit(&policy, 10, p).is_err(), "ticket from the future");
+        assert!(
+            m.pre_commit(&policy, 10, p).is_err(),
+            "ticket from the future"
+        );
         let p = params(1);
-        assert!(m.pre_commit(&policy, 3 + policy.max_ticket_age + 1, p).is_err(), "too old");
-        assert!(m.prove_commit(&policy, 50, 9, |_| Ok(true)).is_err(), "no precommit");
+        assert!(
+            m.pre_commit(&policy, 3 + policy.max_ticket_age + 1, p)
+                .is_err(),
+            "too old"
+        );
+        assert!(
+            m.prove_commit(&policy, 50, 9, |_| Ok(true)).is_err(),
+            "no precommit"
+        );
     }
 
     #[test]

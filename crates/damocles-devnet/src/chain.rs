@@ -162,7 +162,11 @@ pub trait Chain: Send + Sync + 'static {
     /// Queues a message; returns its id.
     async fn push_message(&self, msg: Message) -> Result<String>;
     async fn message_status(&self, id: &str) -> Result<MessageStatus>;
-    async fn precommit(&self, miner: ActorID, number: SectorNumber) -> Result<Option<PreCommitOnChain>>;
+    async fn precommit(
+        &self,
+        miner: ActorID,
+        number: SectorNumber,
+    ) -> Result<Option<PreCommitOnChain>>;
     async fn sector(&self, miner: ActorID, number: SectorNumber) -> Result<Option<SectorOnChain>>;
     /// The deadline of `miner` that is current at `epoch`.
     async fn deadline_info(&self, miner: ActorID, epoch: Epoch) -> Result<DeadlineInfo>;

@@ -99,7 +99,11 @@ pub fn window_post_proof_for(sector_size: u64) -> Result<RegisteredPoStProof> {
         0x2000_0000 => StackedDrgWindow512MiBV1_2,
         0x8_0000_0000 => StackedDrgWindow32GiBV1_2,
         0x10_0000_0000 => StackedDrgWindow64GiBV1_2,
-        other => return Err(ChainError::Invalid(format!("no window PoSt proof for sector size {other}"))),
+        other => {
+            return Err(ChainError::Invalid(format!(
+                "no window PoSt proof for sector size {other}"
+            )))
+        }
     })
 }
 
@@ -115,7 +119,9 @@ impl Devnet {
         policy.validate().map_err(ChainError::Invalid)?;
         let block_time_ms = block_time.as_millis() as u64;
         if block_time_ms == 0 {
-            return Err(ChainError::Invalid("block time must be at least 1ms".into()));
+            return Err(ChainError::Invalid(
+                "block time must be at least 1ms".into(),
+            ));
         }
         let tx = db.begin_write().map_err(storage)?;
         let genesis = {
@@ -123,7 +129,10 @@ impl Devnet {
             tx.open_table(MESSAGES).map_err(storage)?;
             tx.open_table(PENDING).map_err(storage)?;
             tx.open_table(MINERS).map_err(storage)?;
-            let existing = meta.get("genesis").map_err(storage)?.map(|g| g.value().to_string());
+            let existing = meta
+                .get("genesis")
+                .map_err(storage)?
+                .map(|g| g.value().to_string());
             match existing {
                 Some(g) => {
                     let g: Genesis = from_json(&g)?;
@@ -143,7 +152,8 @@ impl Devnet {
                         network_seed: format!("damocles-devnet-{}", now_ms()),
                         next_message: 1,
                     };
-                    meta.insert("genesis", to_json(&g)?.as_str()).map_err(storage)?;
+                    meta.insert("genesis", to_json(&g)?.as_str())
+                        .map_err(storage)?;
                     info!(block_time_ms, "devnet genesis created");
                     g
                 }
@@ -175,7 +185,10 @@ impl Devnet {
         let tx = self.db.begin_write().map_err(storage)?;
         {
             let mut miners = tx.open_table(MINERS).map_err(storage)?;
-            let existing = miners.get(m.actor).map_err(storage)?.map(|v| v.value().to_string());
+            let existing = miners
+                .get(m.actor)
+                .map_err(storage)?
+                .map(|v| v.value().to_string());
             if let Some(existing) = existing {
                 let state: MinerState = from_json(&existing)?;
                 if state.info.sector_size != m.sector_size {
@@ -197,8 +210,14 @@ impl Devnet {
                 proving_period_start: offset,
             };
             let state = MinerState::new(info, &self.policy);
-            miners.insert(m.actor, to_json(&state)?.as_str()).map_err(storage)?;
-            info!(miner = m.actor, sector_size = m.sector_size, "devnet miner created");
+            miners
+                .insert(m.actor, to_json(&state)?.as_str())
+                .map_err(storage)?;
+            info!(
+                miner = m.actor,
+                sector_size = m.sector_size,
+                "devnet miner created"
+            );
         }
         tx.commit().map_err(storage)
     }
@@ -215,13 +234,21 @@ impl Devnet {
     }
 
     fn draw(&self, domain: Domain, epoch: Epoch, entropy: &[u8]) -> [u8; 32] {
-        randomness::draw(self.genesis().network_seed.as_bytes(), domain, epoch, entropy)
+        randomness::draw(
+            self.genesis().network_seed.as_bytes(),
+            domain,
+            epoch,
+            entropy,
+        )
     }
 
     pub fn miner_state(&self, miner: ActorID) -> Result<MinerState> {
         let tx = self.db.begin_read().map_err(storage)?;
         let miners = tx.open_table(MINERS).map_err(storage)?;
-        let raw = miners.get(miner).map_err(storage)?.ok_or(ChainError::UnknownMiner(miner))?;
+        let raw = miners
+            .get(miner)
+            .map_err(storage)?
+            .ok_or(ChainError::UnknownMiner(miner))?;
         from_json(raw.value())
     }
 
@@ -237,10 +264,9 @@ impl Devnet {
             let mut due = Vec::new();
             for entry in pending.iter().map_err(storage)? {
                 let id = entry.map_err(storage)?.0.value();
-                let raw = messages
-                    .get(id)
-                    .map_err(storage)?
-                    .ok_or_else(|| ChainError::Storage(format!("pending message {id} has no record")))?;
+                let raw = messages.get(id).map_err(storage)?.ok_or_else(|| {
+                    ChainError::Storage(format!("pending message {id} has no record"))
+                })?;
                 let rec: MessageRecord = from_json(raw.value())?;
                 // Ids grow with push time: the first message not due ends the scan.
                 if rec.pushed_epoch + 1 > head {
@@ -260,12 +286,17 @@ impl Devnet {
     fn execute(&self, id: u64, mut rec: MessageRecord) -> Result<()> {
         let epoch = rec.pushed_epoch + 1;
         let miner_id = match &rec.message {
-            Message::PreCommitSector { miner, .. } | Message::ProveCommitSector { miner, .. } => *miner,
+            Message::PreCommitSector { miner, .. } | Message::ProveCommitSector { miner, .. } => {
+                *miner
+            }
         };
         let tx = self.db.begin_write().map_err(storage)?;
         {
             let mut miners = tx.open_table(MINERS).map_err(storage)?;
-            let raw = miners.get(miner_id).map_err(storage)?.map(|v| v.value().to_string());
+            let raw = miners
+                .get(miner_id)
+                .map_err(storage)?
+                .map(|v| v.value().to_string());
             let outcome = match raw {
                 None => Err(crate::actor::ActorError {
                     exit_code: exit_code::NOT_FOUND,
@@ -275,7 +306,9 @@ impl Devnet {
                     let mut state: MinerState = from_json(&raw)?;
                     let r = self.apply(&mut state, epoch, &rec.message);
                     if r.is_ok() {
-                        miners.insert(miner_id, to_json(&state)?.as_str()).map_err(storage)?;
+                        miners
+                            .insert(miner_id, to_json(&state)?.as_str())
+                            .map_err(storage)?;
                     }
                     r
                 }
@@ -295,24 +328,47 @@ impl Devnet {
                     }
                 }
             };
-            debug!(message = id, method = rec.message.method(), epoch, "devnet message executed");
+            debug!(
+                message = id,
+                method = rec.message.method(),
+                epoch,
+                "devnet message executed"
+            );
             let mut messages = tx.open_table(MESSAGES).map_err(storage)?;
-            messages.insert(id, to_json(&rec)?.as_str()).map_err(storage)?;
+            messages
+                .insert(id, to_json(&rec)?.as_str())
+                .map_err(storage)?;
             let mut pending = tx.open_table(PENDING).map_err(storage)?;
             pending.remove(id).map_err(storage)?;
         }
         tx.commit().map_err(storage)
     }
 
-    fn apply(&self, state: &mut MinerState, epoch: Epoch, msg: &Message) -> std::result::Result<(), crate::actor::ActorError> {
+    fn apply(
+        &self,
+        state: &mut MinerState,
+        epoch: Epoch,
+        msg: &Message,
+    ) -> std::result::Result<(), crate::actor::ActorError> {
         match msg {
-            Message::PreCommitSector { params, .. } => state.pre_commit(&self.policy, epoch, params.clone()),
-            Message::ProveCommitSector { miner, sector_number, proof } => {
+            Message::PreCommitSector { params, .. } => {
+                state.pre_commit(&self.policy, epoch, params.clone())
+            }
+            Message::ProveCommitSector {
+                miner,
+                sector_number,
+                proof,
+            } => {
                 let entropy = miner_entropy(*miner);
                 let seed_delay = self.policy.seed_delay;
                 let verify = |pre: &PreCommitOnChain| -> std::result::Result<bool, String> {
-                    let ticket = self.draw(Domain::SealRandomness, pre.params.seal_rand_epoch, &entropy);
-                    let seed = self.draw(Domain::InteractiveSealChallengeSeed, pre.seed_epoch(seed_delay), &entropy);
+                    let ticket =
+                        self.draw(Domain::SealRandomness, pre.params.seal_rand_epoch, &entropy);
+                    let seed = self.draw(
+                        Domain::InteractiveSealChallengeSeed,
+                        pre.seed_epoch(seed_delay),
+                        &entropy,
+                    );
                     let call = std::panic::catch_unwind(|| {
                         seal::verify_seal(
                             pre.params.seal_proof,
@@ -331,7 +387,13 @@ impl Devnet {
                     }
                 };
                 let sector = state.prove_commit(&self.policy, epoch, *sector_number, verify)?;
-                info!(miner, sector = sector_number, deadline = sector.deadline, partition = sector.partition, "devnet sector active");
+                info!(
+                    miner,
+                    sector = sector_number,
+                    deadline = sector.deadline,
+                    partition = sector.partition,
+                    "devnet sector active"
+                );
                 Ok(())
             }
         }
@@ -408,9 +470,18 @@ impl Chain for Devnet {
                 pushed_epoch,
                 status: MessageStatus::Pending,
             };
-            tx.open_table(MESSAGES).map_err(storage)?.insert(id, to_json(&rec)?.as_str()).map_err(storage)?;
-            tx.open_table(PENDING).map_err(storage)?.insert(id, ()).map_err(storage)?;
-            tx.open_table(META).map_err(storage)?.insert("genesis", to_json(&next)?.as_str()).map_err(storage)?;
+            tx.open_table(MESSAGES)
+                .map_err(storage)?
+                .insert(id, to_json(&rec)?.as_str())
+                .map_err(storage)?;
+            tx.open_table(PENDING)
+                .map_err(storage)?
+                .insert(id, ())
+                .map_err(storage)?;
+            tx.open_table(META)
+                .map_err(storage)?
+                .insert("genesis", to_json(&next)?.as_str())
+                .map_err(storage)?;
         }
         tx.commit().map_err(storage)?;
         *genesis = next;
@@ -421,11 +492,18 @@ impl Chain for Devnet {
         let n = Self::message_id(id)?;
         let tx = self.db.begin_read().map_err(storage)?;
         let messages = tx.open_table(MESSAGES).map_err(storage)?;
-        let raw = messages.get(n).map_err(storage)?.ok_or_else(|| ChainError::UnknownMessage(id.into()))?;
+        let raw = messages
+            .get(n)
+            .map_err(storage)?
+            .ok_or_else(|| ChainError::UnknownMessage(id.into()))?;
         Ok(from_json::<MessageRecord>(raw.value())?.status)
     }
 
-    async fn precommit(&self, miner: ActorID, number: SectorNumber) -> Result<Option<PreCommitOnChain>> {
+    async fn precommit(
+        &self,
+        miner: ActorID,
+        number: SectorNumber,
+    ) -> Result<Option<PreCommitOnChain>> {
         Ok(self.miner_state(miner)?.precommits.get(&number).cloned())
     }
 

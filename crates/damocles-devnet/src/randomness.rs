@@ -43,7 +43,10 @@ mod tests {
     fn same_inputs_same_output_any_change_differs() {
         let a = draw(b"net", Domain::SealRandomness, 10, b"m1000");
         assert_eq!(a, draw(b"net", Domain::SealRandomness, 10, b"m1000"));
-        assert_ne!(a, draw(b"net", Domain::InteractiveSealChallengeSeed, 10, b"m1000"));
+        assert_ne!(
+            a,
+            draw(b"net", Domain::InteractiveSealChallengeSeed, 10, b"m1000")
+        );
         assert_ne!(a, draw(b"net", Domain::SealRandomness, 11, b"m1000"));
         assert_ne!(a, draw(b"net", Domain::SealRandomness, 10, b"m1001"));
         assert_ne!(a, draw(b"other", Domain::SealRandomness, 10, b"m1000"));

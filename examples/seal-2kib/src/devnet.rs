@@ -29,18 +29,39 @@ pub struct ManagerProcess {
 impl ManagerProcess {
     /// `daemon init` into a new `home` for miner 1000 with a devnet of
     /// `block_time` and `seed_delay` epochs; `edit` may change the config text.
-    pub fn init(bin: &Path, home: &Path, block_time: &str, seed_delay: u32, edit: impl FnOnce(String) -> String) -> Result<()> {
+    pub fn init(
+        bin: &Path,
+        home: &Path,
+        block_time: &str,
+        seed_delay: u32,
+        edit: impl FnOnce(String) -> String,
+    ) -> Result<()> {
         let out = Command::new(bin)
             .arg("--home")
             .arg(home)
-            .args(["daemon", "init", "--miner", &MINER.to_string(), "--listen", "127.0.0.1:0"])
+            .args([
+                "daemon",
+                "init",
+                "--miner",
+                &MINER.to_string(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--block-time",
+                block_time,
+                "--seed-delay",
+                &seed_delay.to_string(),
+            ])
             .output()
             .with_context(|| format!("run {}", bin.display()))?;
-        ensure!(out.status.success(), "damocles-manager daemon init: {}", String::from_utf8_lossy(&out.stderr));
+        ensure!(
+            out.status.success(),
+            "damocles-manager daemon init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let cfg = home.join("sector-manager.cfg");
-        let text = std::fs::read_to_string(&cfg)?
-            .replace("BlockTime = \"4s\"", &format!("BlockTime = \"{block_time}\""))
-            .replace("SeedDelay = 5", &format!("SeedDelay = {seed_delay}"));
+        let text = std::fs::read_to_string(&cfg)?;
         std::fs::write(&cfg, edit(text))?;
         Ok(())
     }
@@ -50,13 +71,18 @@ impl ManagerProcess {
     pub fn start(bin: &Path, home: &Path) -> Result<ManagerProcess> {
         let api = home.join("api");
         let _ = std::fs::remove_file(&api);
-        let n = (0..).find(|n| !home.join(format!("manager-{n}.log")).exists()).unwrap();
+        let n = (0..)
+            .find(|n| !home.join(format!("manager-{n}.log")).exists())
+            .unwrap();
         let log = home.join(format!("manager-{n}.log"));
         let child = Command::new(bin)
             .arg("--home")
             .arg(home)
             .args(["daemon", "run"])
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
@@ -75,9 +101,16 @@ impl ManagerProcess {
                 return Ok(m);
             }
             if let Some(status) = m.child.as_mut().unwrap().try_wait()? {
-                bail!("damocles-manager exited with {status} before serving:\n{}", m.log_text());
+                bail!(
+                    "damocles-manager exited with {status} before serving:\n{}",
+                    m.log_text()
+                );
             }
-            ensure!(Instant::now() < deadline, "damocles-manager did not start in 30 s:\n{}", m.log_text());
+            ensure!(
+                Instant::now() < deadline,
+                "damocles-manager did not start in 30 s:\n{}",
+                m.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -96,20 +129,34 @@ impl ManagerProcess {
 
     /// Runs the manager CLI on this home; stdout.
     pub fn cli(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.bin).arg("--home").arg(&self.home).args(args).output()?;
-        ensure!(out.status.success(), "damocles-manager {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&self.bin)
+            .arg("--home")
+            .arg(&self.home)
+            .args(args)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "damocles-manager {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(String::from_utf8(out.stdout)?)
     }
 
     /// A token of `perm` minted from this home's secret.
     pub fn token(&self, perm: &str) -> Result<String> {
-        Ok(self.cli(&["util", "auth", "create-token", "--perm", perm])?.trim().to_string())
+        Ok(self
+            .cli(&["util", "auth", "create-token", "--perm", perm])?
+            .trim()
+            .to_string())
     }
 
     pub fn client(&self, token: Option<&str>) -> Result<HttpClient> {
         let mut headers = HeaderMap::new();
         if let Some(t) = token {
-            headers.insert("Authorization", HeaderValue::from_str(&format!("Bearer {t}"))?);
+            headers.insert(
+                "Authorization",
+                HeaderValue::from_str(&format!("Bearer {t}"))?,
+            );
         }
         Ok(HttpClientBuilder::default()
             .set_headers(headers)
@@ -129,7 +176,9 @@ fn rpc(e: jsonrpsee::core::ClientError) -> anyhow::Error {
 }
 
 /// Polls until a message leaves the pool; errors unless it landed.
-async fn until_landed<F: std::future::Future<Output = std::result::Result<PollStateResp, jsonrpsee::core::ClientError>>>(
+async fn until_landed<
+    F: std::future::Future<Output = std::result::Result<PollStateResp, jsonrpsee::core::ClientError>>,
+>(
     what: &str,
     mut poll: impl FnMut() -> F,
 ) -> Result<()> {
@@ -157,7 +206,10 @@ pub struct ManagerCommitments {
 
 impl ManagerCommitments {
     /// Allocates a sector for miner 1000.
-    pub async fn allocate(client: HttpClient, store: (String, PathBuf)) -> Result<ManagerCommitments> {
+    pub async fn allocate(
+        client: HttpClient,
+        store: (String, PathBuf),
+    ) -> Result<ManagerCommitments> {
         let spec = AllocateSectorSpec {
             allowed_miners: Some(vec![MINER]),
             allowed_proof_types: Some(vec![SealProof(SEAL_PROOF)]),
@@ -167,7 +219,12 @@ impl ManagerCommitments {
             .await
             .map_err(rpc)?
             .ok_or_else(|| anyhow!("the manager has no sector to allocate"))?;
-        Ok(ManagerCommitments { client, sector, store, ticket: None })
+        Ok(ManagerCommitments {
+            client,
+            sector,
+            store,
+            ticket: None,
+        })
     }
 
     pub fn name(&self) -> String {
@@ -178,20 +235,39 @@ impl ManagerCommitments {
 #[async_trait::async_trait]
 impl Commitments for ManagerCommitments {
     async fn ticket(&mut self) -> Result<[u8; 32]> {
-        let t = self.client.assign_ticket(self.sector.id).await.map_err(rpc)?;
+        let t = self
+            .client
+            .assign_ticket(self.sector.id)
+            .await
+            .map_err(rpc)?;
         self.ticket = Some(t);
         Ok(t.ticket.0)
     }
 
-    async fn seed(&mut self, pc2: &SealPreCommitPhase2Output, sealed: &Path, cache: &Path) -> Result<[u8; 32]> {
+    async fn seed(
+        &mut self,
+        pc2: &SealPreCommitPhase2Output,
+        sealed: &Path,
+        cache: &Path,
+    ) -> Result<[u8; 32]> {
         let id = self.sector.id;
         let info = PreCommitOnChainInfo {
             comm_r: pc2.comm_r,
             comm_d: pc2.comm_d,
             ticket: self.ticket.context("ticket() first")?,
         };
-        let r = self.client.submit_pre_commit(self.sector, info, false).await.map_err(rpc)?;
-        ensure!(matches!(r.res, SubmitResult::Accepted | SubmitResult::DuplicateSubmit), "precommit refused: {r:?}");
+        let r = self
+            .client
+            .submit_pre_commit(self.sector, info, false)
+            .await
+            .map_err(rpc)?;
+        ensure!(
+            matches!(
+                r.res,
+                SubmitResult::Accepted | SubmitResult::DuplicateSubmit
+            ),
+            "precommit refused: {r:?}"
+        );
         until_landed("precommit", || self.client.poll_pre_commit_state(id)).await?;
 
         let (store_name, store_root) = self.store.clone();
@@ -203,20 +279,29 @@ impl Commitments for ManagerCommitments {
             .ok_or_else(|| anyhow!("no room in persist store {store_name}"))?;
         let name = self.name();
         std::fs::create_dir_all(store_root.join("sealed"))?;
-        std::fs::copy(sealed, store_root.join("sealed").join(&name)).context("persist the sealed file")?;
+        std::fs::copy(sealed, store_root.join("sealed").join(&name))
+            .context("persist the sealed file")?;
         let dest = store_root.join("cache").join(&name);
         std::fs::create_dir_all(&dest)?;
         for f in vc_processors::builtin::persisted_cache_files(2048) {
-            std::fs::copy(cache.join(&f), dest.join(&f)).with_context(|| format!("persist {}", f.display()))?;
+            std::fs::copy(cache.join(&f), dest.join(&f))
+                .with_context(|| format!("persist {}", f.display()))?;
         }
         ensure!(
-            self.client.submit_persisted_ex(id, reserved.name.clone(), false).await.map_err(rpc)?,
+            self.client
+                .submit_persisted_ex(id, reserved.name.clone(), false)
+                .await
+                .map_err(rpc)?,
             "the manager found the persisted files incomplete"
         );
 
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
-            let w = self.client.wait_seed(id, Some(SealProof(SEAL_PROOF))).await.map_err(rpc)?;
+            let w = self
+                .client
+                .wait_seed(id, Some(SealProof(SEAL_PROOF)))
+                .await
+                .map_err(rpc)?;
             if let (false, Some(seed)) = (w.should_wait, w.seed) {
                 return Ok(seed.seed.0);
             }
@@ -229,10 +314,22 @@ impl Commitments for ManagerCommitments {
         let id = self.sector.id;
         let r = self
             .client
-            .submit_proof(id, ProofOnChainInfo { proof: Base64Bytes(proof.to_vec()) }, false)
+            .submit_proof(
+                id,
+                ProofOnChainInfo {
+                    proof: Base64Bytes(proof.to_vec()),
+                },
+                false,
+            )
             .await
             .map_err(rpc)?;
-        ensure!(matches!(r.res, SubmitResult::Accepted | SubmitResult::DuplicateSubmit), "proof refused: {r:?}");
+        ensure!(
+            matches!(
+                r.res,
+                SubmitResult::Accepted | SubmitResult::DuplicateSubmit
+            ),
+            "proof refused: {r:?}"
+        );
         until_landed("prove-commit", || self.client.poll_proof_state(id)).await?;
         let on_chain = self.client.chain_sector_info(id).await.map_err(rpc)?;
         ensure!(

@@ -108,7 +108,12 @@ pub trait Commitments: Send {
     async fn ticket(&mut self) -> Result<Ticket>;
     /// After PC2: make the precommit land (and the sealed files persist) and
     /// return the interactive seed for C1.
-    async fn seed(&mut self, pc2: &SealPreCommitPhase2Output, sealed: &Path, cache: &Path) -> Result<Ticket>;
+    async fn seed(
+        &mut self,
+        pc2: &SealPreCommitPhase2Output,
+        sealed: &Path,
+        cache: &Path,
+    ) -> Result<Ticket>;
     /// After C2: get the proof accepted.
     async fn prove(&mut self, proof: &[u8]) -> Result<()>;
 }

@@ -16,7 +16,9 @@ use example_seal_2kib::{run_dir, seal_and_prove, Children, Mode};
 use fil_params::ParamSet;
 
 #[derive(Parser)]
-#[command(about = "Run a devnet manager and seal, commit and prove one real 2KiB sector through it")]
+#[command(
+    about = "Run a devnet manager and seal, commit and prove one real 2KiB sector through it"
+)]
 struct Cli {
     /// The damocles-worker binary serving the stages (default: next to this one).
     #[arg(long)]
@@ -89,9 +91,14 @@ async fn run() -> Result<()> {
     let home = base.join("manager");
     ManagerProcess::init(&manager_bin, &home, "1s", 3, |c| c)?;
     let manager = ManagerProcess::start(&manager_bin, &home)?;
-    eprintln!("manager with a devnet chain (1 s blocks): {}  (log: {})", manager.url, manager.log.display());
+    eprintln!(
+        "manager with a devnet chain (1 s blocks): {}  (log: {})",
+        manager.url,
+        manager.log.display()
+    );
     let client = manager.client(Some(&manager.token("write")?))?;
-    let mut chain = ManagerCommitments::allocate(client, ("store-1".into(), home.join("store-1"))).await?;
+    let mut chain =
+        ManagerCommitments::allocate(client, ("store-1".into(), home.join("store-1"))).await?;
     let number = chain.sector.id.number;
     eprintln!("allocated {}", chain.name());
     let dir = run_dir(&base, &format!("sector-{number}"))?;
@@ -102,21 +109,39 @@ async fn run() -> Result<()> {
     );
     let mode = Mode::External(Children::spawn(&worker).await?);
     let started = Instant::now();
-    let report = seal_and_prove(&mode, &dir, number, &mut chain, &mut |stage| eprintln!("  {stage} ...")).await?;
+    let report = seal_and_prove(&mode, &dir, number, &mut chain, &mut |stage| {
+        eprintln!("  {stage} ...")
+    })
+    .await?;
     println!(
         "sealed, committed and proved {} in {:.1?}",
         chain.name(),
         started.elapsed()
     );
     println!("  comm_r       {}", hex(&report.comm_r));
-    println!("  seal proof   {} bytes, verified by the devnet: the sector is active", report.proof_len);
+    println!(
+        "  seal proof   {} bytes, verified by the devnet: the sector is active",
+        report.proof_len
+    );
     println!("  window PoSt  verified");
     for (stage, d) in &report.timings {
         println!("  {stage:<12} {d:>10.2?}");
     }
     println!("files in {}", dir.display());
-    println!("\n$ damocles-manager util sealer sectors state t0{}-{number}", example_seal_2kib::MINER);
-    print!("{}", manager.cli(&["util", "sealer", "sectors", "state", &format!("t0{}-{number}", example_seal_2kib::MINER)])?);
+    println!(
+        "\n$ damocles-manager util sealer sectors state t0{}-{number}",
+        example_seal_2kib::MINER
+    );
+    print!(
+        "{}",
+        manager.cli(&[
+            "util",
+            "sealer",
+            "sectors",
+            "state",
+            &format!("t0{}-{number}", example_seal_2kib::MINER)
+        ])?
+    );
     Ok(())
 }
 

@@ -148,12 +148,6 @@ impl Db {
         Ok(Some(state))
     }
 
-    pub fn last_number(&self, miner: u64) -> Result<Option<u64>, ApiError> {
-        let tx = self.db.begin_read().map_err(internal)?;
-        let numbers = tx.open_table(NUMBERS).map_err(internal)?;
-        Ok(numbers.get(miner).map_err(internal)?.map(|v| v.value()))
-    }
-
     pub fn online(&self, id: SectorID) -> Result<Option<SectorState>, ApiError> {
         self.get(ONLINE, id)
     }
@@ -207,7 +201,7 @@ impl Db {
 
     /// The error for a sector that is not online: 11001 either way, with a
     /// message saying whether it was finished or never existed.
-    fn not_online(&self, id: SectorID) -> ApiError {
+    pub fn not_online(&self, id: SectorID) -> ApiError {
         match self.get(OFFLINE, id) {
             Ok(Some(s)) if s.aborted => {
                 ApiError::NotFound(id, format!("aborted: {}", s.abort_reason))

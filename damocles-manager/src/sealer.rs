@@ -57,10 +57,6 @@ impl Sealer {
         }))
     }
 
-    pub fn manager(&self) -> &Manager {
-        &self.0
-    }
-
     /// Runs a database call on a blocking thread.
     async fn db<T: Send + 'static>(
         &self,
@@ -73,19 +69,8 @@ impl Sealer {
     }
 
     async fn online(&self, id: SectorID) -> Result<SectorState> {
-        match self.db(move |db| db.online(id)).await? {
-            Some(s) => Ok(s),
-            None => {
-                let known = self.db(move |db| db.find(id)).await?;
-                Err(match known {
-                    Some((s, _)) if s.aborted => {
-                        ApiError::NotFound(id, format!("aborted: {}", s.abort_reason))
-                    }
-                    Some(_) => ApiError::NotFound(id, "already finalized".into()),
-                    None => ApiError::NotFound(id, "never allocated here".into()),
-                })
-            }
-        }
+        self.db(move |db| db.online(id)?.ok_or_else(|| db.not_online(id)))
+            .await
     }
 
     async fn update<T: Send + 'static>(

@@ -7,7 +7,7 @@
 //! the size on top of what is already reserved there.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use damocles_api::{SectorID, StoreBasicInfo};
@@ -163,14 +163,6 @@ impl Stores {
         }
         None
     }
-}
-
-/// Where a sector's files go inside a store (for docs and tests).
-pub fn layout(store: &Path, id: SectorID) -> (PathBuf, PathBuf) {
-    (
-        store.join("sealed").join(name(id)),
-        store.join("cache").join(name(id)),
-    )
 }
 
 #[cfg(test)]

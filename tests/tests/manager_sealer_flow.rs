@@ -209,7 +209,10 @@ async fn sector_sealed_and_proven_through_the_manager_survives_kill9() {
         .unwrap();
     assert_eq!(r.res, SubmitResult::Rejected, "{r:?}");
     let desc = r.desc.unwrap();
-    assert!(desc.contains("does not verify") || desc.contains("cannot be verified"), "{desc}");
+    assert!(
+        desc.contains("does not verify") || desc.contains("cannot be verified"),
+        "{desc}"
+    );
     let s = c.find_sector(id).await.unwrap().unwrap();
     assert!(
         s.proof.is_none() && s.proof_message.is_none(),

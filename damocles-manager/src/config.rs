@@ -256,19 +256,11 @@ pub fn load(path: &Path) -> Result<Loaded> {
 }
 
 pub fn parse(text: &str) -> Result<Loaded> {
-    let mut unknown_keys = Vec::new();
-    let de = toml::Deserializer::new(text);
-    let mut record = |path: serde_ignored::Path<'_>| unknown_keys.push(path.to_string());
-    let de = serde_ignored::Deserializer::new(de, &mut record);
-    let config: ManagerConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
-        let inner = e.into_inner().message().trim().to_string();
-        anyhow!("key {key}: {inner}")
-    })?;
-    config.validate()?;
+    let loaded = damocles_config::parse::<ManagerConfig>(text)?;
+    loaded.config.validate()?;
     Ok(Loaded {
-        config,
-        unknown_keys,
+        config: loaded.config,
+        unknown_keys: loaded.unknown_keys,
     })
 }
 

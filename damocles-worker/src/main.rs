@@ -2,7 +2,9 @@
 //!
 //! This release carries the processor side: `damocles-worker processor <stage>`
 //! serves one stage over stdin/stdout with the builtin (filecoin-proofs-api)
-//! implementation, so the worker binary is itself the default ext-processor.
+//! implementation, so the worker binary is itself the default ext-processor;
+//! and `damocles-worker config check` validates a worker config and says what
+//! it will run.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -27,6 +29,27 @@ enum Cmd {
     Processor {
         #[command(subcommand)]
         stage: Stage,
+    },
+    /// Worker config files (damocles-worker's TOML format).
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate a config and print what the worker will run: threads, stores,
+    /// and which processor serves each stage. Unknown keys are warned about by
+    /// name; a bad value fails naming its key.
+    Check {
+        #[arg(
+            short = 'c',
+            long = "config",
+            env = "DAMOCLES_WORKER_CONFIG",
+            value_name = "FILE"
+        )]
+        config: std::path::PathBuf,
     },
 }
 
@@ -96,7 +119,27 @@ fn run() -> Result<()> {
     fil_params::configure_process_env();
     match cli.cmd {
         Cmd::Processor { stage } => serve(stage),
+        Cmd::Config {
+            cmd: ConfigCmd::Check { config },
+        } => check(&config),
     }
+}
+
+fn check(path: &std::path::Path) -> Result<()> {
+    let loaded = damocles_worker::config::load(path)?;
+    for key in &loaded.unknown_keys {
+        tracing::warn!(key = %key, file = %path.display(), "unknown config key ignored");
+    }
+    for key in loaded.config.unsupported() {
+        tracing::warn!(key = %key, "accepted but not used by this release");
+    }
+    let exe = std::env::current_exe()?;
+    println!("{}: ok", path.display());
+    print!(
+        "{}",
+        damocles_worker::describe::describe(&loaded.config, &exe)
+    );
+    Ok(())
 }
 
 fn serve(stage: Stage) -> Result<()> {

@@ -41,7 +41,10 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<Loaded<T>, KeyError> {
         key: e.path().to_string(),
         message: e.into_inner().message().trim().to_string(),
     })?;
-    Ok(Loaded { config, unknown_keys })
+    Ok(Loaded {
+        config,
+        unknown_keys,
+    })
 }
 
 #[cfg(test)]
@@ -63,7 +66,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_collected_and_bad_values_named() {
-        let l: Loaded<Cfg> = parse("[server]\nport = 1\nextra = 2\n[[items]]\nport = 3\nmore = true\n").unwrap();
+        let l: Loaded<Cfg> =
+            parse("[server]\nport = 1\nextra = 2\n[[items]]\nport = 3\nmore = true\n").unwrap();
         assert_eq!(l.config.server.port, 1);
         assert_eq!(l.config.items[0].port, 3);
         assert_eq!(l.unknown_keys, vec!["server.extra", "items.0.more"]);

@@ -1,0 +1,745 @@
+//! The worker config: damocles-worker's TOML sections and keys (snake_case),
+//! from `daemon -c FILE` or `DAMOCLES_WORKER_CONFIG`.
+//!
+//! Unknown keys are reported by name for the caller to warn about (damocles
+//! ignores them silently); a bad value is an error naming the key. What is
+//! accepted but not acted on yet is listed by [`WorkerConfig::unsupported`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// Stages that can have `[[processors.<stage>]]` entries.
+pub const PROCESSOR_STAGES: [&str; 11] = [
+    "add_pieces",
+    "tree_d",
+    "pc1",
+    "pc2",
+    "c2",
+    "snap_encode",
+    "snap_prove",
+    "transfer",
+    "unseal",
+    "window_post",
+    "sealing_daemons",
+];
+
+/// Stage names `limitation.concurrent` / `staggered` may name.
+pub const LIMIT_STAGES: [&str; 12] = [
+    "add_pieces",
+    "tree_d",
+    "pc1",
+    "pc2",
+    "synth_proof",
+    "c1",
+    "c2",
+    "snap_encode",
+    "snap_prove",
+    "transfer",
+    "unseal",
+    "window_post",
+];
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerConfig {
+    pub worker: WorkerSection,
+    pub metrics: MetricsSection,
+    pub sector_manager: SectorManagerSection,
+    pub sealing: SealingOptions,
+    pub sealing_thread: Vec<SealingThread>,
+    pub attached: Vec<AttachedStore>,
+    pub processors: Processors,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerSection {
+    /// Instance name reported to the manager (default: the host name).
+    pub name: Option<String>,
+    pub rpc_server: RpcServer,
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    pub local_pieces_dir: Option<PathBuf>,
+    pub local_pieces_dirs: Vec<PathBuf>,
+    #[serde(alias = "ScanPersistStores")]
+    pub scan_persist_stores: Vec<String>,
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        WorkerSection {
+            name: None,
+            rpc_server: RpcServer::default(),
+            ping_interval: Duration::from_secs(30),
+            local_pieces_dir: None,
+            local_pieces_dirs: vec![],
+            scan_persist_stores: vec![],
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RpcServer {
+    pub host: Option<String>,
+    pub port: u16,
+}
+
+impl Default for RpcServer {
+    fn default() -> Self {
+        RpcServer {
+            host: None,
+            port: 17890,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsSection {
+    pub enable: bool,
+    pub http_listen: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SectorManagerSection {
+    pub rpc_client: RpcClient,
+    /// Sent to add_pieces as PIECE_FETCHER_TOKEN.
+    pub piece_token: Option<String>,
+    /// Ours: the manager token, sent as `Authorization: Bearer <token>`
+    /// (an Authorization entry in `rpc_client.headers` works too).
+    pub token: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RpcClient {
+    /// `/ip4/10.0.0.1/tcp/1789` or `http://10.0.0.1:1789`.
+    pub addr: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl SectorManagerSection {
+    /// The manager's JSON-RPC URL (`<scheme>://host:port/rpc/v0`).
+    pub fn url(&self) -> Result<String> {
+        manager_url(&self.rpc_client.addr)
+            .map_err(|e| anyhow!("key sector_manager.rpc_client.addr: {e}"))
+    }
+
+    /// Headers to send: the configured ones, plus the token.
+    pub fn headers(&self) -> BTreeMap<String, String> {
+        let mut h = self.rpc_client.headers.clone();
+        if let Some(t) = &self.token {
+            h.insert("Authorization".into(), format!("Bearer {t}"));
+        }
+        h
+    }
+}
+
+/// `/ip4/H/tcp/P[/http|/https]`, `/dns/H/tcp/P`, `/ip6/H/tcp/P` or an http(s)/ws
+/// URL → `scheme://H:P/rpc/v0`.
+pub fn manager_url(addr: &str) -> std::result::Result<String, String> {
+    let addr = addr.trim();
+    if addr.is_empty() {
+        return Err("missing: the manager's address, e.g. /ip4/127.0.0.1/tcp/1789".into());
+    }
+    if let Some((scheme, rest)) = addr.split_once("://") {
+        if !matches!(scheme, "http" | "https" | "ws" | "wss") {
+            return Err(format!(
+                "{addr:?}: scheme {scheme:?} is not http, https, ws or wss"
+            ));
+        }
+        let host = rest.split('/').next().unwrap_or_default();
+        if host.is_empty() {
+            return Err(format!("{addr:?}: no host"));
+        }
+        return Ok(format!("{scheme}://{host}/rpc/v0"));
+    }
+    let parts: Vec<&str> = addr.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        [proto, host, "tcp", port, rest @ ..]
+            if matches!(*proto, "ip4" | "ip6" | "dns" | "dns4" | "dns6") =>
+        {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("{addr:?}: {port:?} is not a port"))?;
+            let scheme = match rest {
+                [] | ["http"] => "http",
+                ["https"] => "https",
+                ["ws"] => "ws",
+                ["wss"] => "wss",
+                other => return Err(format!("{addr:?}: unexpected {:?}", other.join("/"))),
+            };
+            let host = if *proto == "ip6" {
+                format!("[{host}]")
+            } else {
+                host.to_string()
+            };
+            Ok(format!("{scheme}://{host}:{port}/rpc/v0"))
+        }
+        _ => Err(format!(
+            "{addr:?} is neither a multiaddr like /ip4/127.0.0.1/tcp/1789 nor a URL"
+        )),
+    }
+}
+
+/// `[sealing]` and each thread's `sealing.*` overrides. Unset fields fall back
+/// from thread to `[sealing]` to damocles' defaults ([`Sealing::resolve`]).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SealingOptions {
+    pub allowed_miners: Option<Vec<u64>>,
+    pub allowed_sizes: Option<Vec<String>>,
+    pub enable_deals: Option<bool>,
+    pub disable_cc: Option<bool>,
+    pub max_deals: Option<u64>,
+    pub min_deal_space: Option<String>,
+    pub max_retries: Option<u32>,
+    #[serde(with = "humantime_serde")]
+    pub seal_interval: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub recover_interval: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub rpc_polling_interval: Option<Duration>,
+    pub ignore_proof_check: Option<bool>,
+    pub request_task_max_retries: Option<u32>,
+    pub verify_after_pc2: Option<bool>,
+}
+
+/// A thread's effective sealing settings.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sealing {
+    pub allowed_miners: Vec<u64>,
+    /// Bytes.
+    pub allowed_sizes: Vec<u64>,
+    pub enable_deals: bool,
+    pub disable_cc: bool,
+    pub max_deals: Option<u64>,
+    pub max_retries: u32,
+    pub seal_interval: Duration,
+    pub recover_interval: Duration,
+    pub rpc_polling_interval: Duration,
+    pub ignore_proof_check: bool,
+    pub request_task_max_retries: u32,
+    pub verify_after_pc2: bool,
+}
+
+impl Sealing {
+    /// `thread` over `common` over the defaults. `key` names the thread's
+    /// section in errors.
+    pub fn resolve(common: &SealingOptions, thread: &SealingOptions, key: &str) -> Result<Sealing> {
+        macro_rules! pick {
+            ($f:ident, $d:expr) => {
+                thread
+                    .$f
+                    .clone()
+                    .or_else(|| common.$f.clone())
+                    .unwrap_or($d)
+            };
+        }
+        let sizes = pick!(allowed_sizes, vec![]);
+        let allowed_sizes = sizes
+            .iter()
+            .map(|s| parse_size(s).map_err(|e| anyhow!("key {key}.allowed_sizes: {e}")))
+            .collect::<Result<Vec<u64>>>()?;
+        Ok(Sealing {
+            allowed_miners: pick!(allowed_miners, vec![]),
+            allowed_sizes,
+            enable_deals: pick!(enable_deals, false),
+            disable_cc: pick!(disable_cc, false),
+            max_deals: thread.max_deals.or(common.max_deals),
+            max_retries: pick!(max_retries, 5),
+            seal_interval: pick!(seal_interval, Duration::from_secs(30)),
+            recover_interval: pick!(recover_interval, Duration::from_secs(60)),
+            rpc_polling_interval: pick!(rpc_polling_interval, Duration::from_secs(180)),
+            ignore_proof_check: pick!(ignore_proof_check, false),
+            request_task_max_retries: pick!(request_task_max_retries, 3),
+            verify_after_pc2: pick!(verify_after_pc2, false),
+        })
+    }
+}
+
+/// `2KiB`, `32GiB` → bytes.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a size like 2KiB or 32GiB"))?;
+    let mul: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => bail!("{s:?}: unknown unit {other:?} (KiB, MiB, GiB)"),
+    };
+    Ok(n * mul)
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SealingThread {
+    /// The thread's sealing store directory (created if missing).
+    pub location: PathBuf,
+    /// `sealer` (default); snapup, rebuild, unseal and wdpost come later.
+    pub plan: Option<String>,
+    pub sealing: SealingOptions,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AttachedStore {
+    /// Must match the manager's persist store name (default: location).
+    pub name: Option<String>,
+    pub location: PathBuf,
+    pub readonly: bool,
+}
+
+impl AttachedStore {
+    pub fn instance_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.location.display().to_string())
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limitation {
+    pub concurrent: BTreeMap<String, usize>,
+    pub staggered: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Processors {
+    pub limitation: Limitation,
+    /// Legacy form of `limitation.concurrent`, ignored when that is set.
+    pub limit: BTreeMap<String, usize>,
+    pub ext_locks: BTreeMap<String, usize>,
+    /// Sector size → precomputed tree-d file, symlinked for CC sectors.
+    pub static_tree_d: BTreeMap<String, PathBuf>,
+    pub add_pieces: Vec<ProcessorEntry>,
+    pub tree_d: Vec<ProcessorEntry>,
+    pub pc1: Vec<ProcessorEntry>,
+    pub pc2: Vec<ProcessorEntry>,
+    pub c2: Vec<ProcessorEntry>,
+    pub snap_encode: Vec<ProcessorEntry>,
+    pub snap_prove: Vec<ProcessorEntry>,
+    pub transfer: Vec<ProcessorEntry>,
+    pub unseal: Vec<ProcessorEntry>,
+    pub window_post: Vec<ProcessorEntry>,
+    pub sealing_daemons: Vec<ProcessorEntry>,
+}
+
+impl Processors {
+    pub fn entries(&self, stage: &str) -> &[ProcessorEntry] {
+        match stage {
+            "add_pieces" => &self.add_pieces,
+            "tree_d" => &self.tree_d,
+            "pc1" => &self.pc1,
+            "pc2" => &self.pc2,
+            "c2" => &self.c2,
+            "snap_encode" => &self.snap_encode,
+            "snap_prove" => &self.snap_prove,
+            "transfer" => &self.transfer,
+            "unseal" => &self.unseal,
+            "window_post" => &self.window_post,
+            "sealing_daemons" => &self.sealing_daemons,
+            _ => &[],
+        }
+    }
+
+    /// Per-stage thread limits: `limitation.concurrent`, else the legacy `limit`.
+    pub fn concurrent_limits(&self) -> &BTreeMap<String, usize> {
+        if self.limitation.concurrent.is_empty() {
+            &self.limit
+        } else {
+            &self.limitation.concurrent
+        }
+    }
+
+    /// `limitation.staggered`, parsed.
+    pub fn staggered(&self) -> Result<BTreeMap<String, Duration>> {
+        self.limitation
+            .staggered
+            .iter()
+            .map(|(stage, d)| {
+                humantime::parse_duration(d)
+                    .map(|d| (stage.clone(), d))
+                    .map_err(|e| anyhow!("key processors.limitation.staggered.{stage}: {d:?}: {e}"))
+            })
+            .collect()
+    }
+}
+
+/// One `[[processors.<stage>]]` entry: one ext-processor child.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProcessorEntry {
+    /// Default: this worker's own executable.
+    pub bin: Option<PathBuf>,
+    /// Default: `["processor", "<stage>"]`.
+    pub args: Option<Vec<String>>,
+    /// How long to wait for the child's ready line.
+    #[serde(with = "humantime_serde")]
+    pub stable_wait: Option<Duration>,
+    pub cgroup: Option<Cgroup>,
+    pub envs: BTreeMap<String, String>,
+    pub numa_preferred: Option<i32>,
+    /// In-flight requests this child takes (unset: no limit).
+    pub concurrent: Option<usize>,
+    /// `ext_locks` taken for each request.
+    pub locks: Vec<String>,
+    pub auto_restart: bool,
+    pub inherit_envs: bool,
+    /// Ours: give up on a request after this long (the child is killed, or
+    /// asked to cancel if it speaks protocol v2).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+impl Default for ProcessorEntry {
+    fn default() -> Self {
+        ProcessorEntry {
+            bin: None,
+            args: None,
+            stable_wait: None,
+            cgroup: None,
+            envs: BTreeMap::new(),
+            numa_preferred: None,
+            concurrent: None,
+            locks: vec![],
+            auto_restart: true,
+            inherit_envs: true,
+            timeout: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Cgroup {
+    pub group_name: Option<String>,
+    pub cpuset: Option<String>,
+}
+
+impl ProcessorEntry {
+    /// The child's command line (defaults filled in).
+    pub fn command(&self, stage: &str, self_exe: &Path) -> (PathBuf, Vec<String>) {
+        let bin = self.bin.clone().unwrap_or_else(|| self_exe.to_path_buf());
+        let args = self
+            .args
+            .clone()
+            .unwrap_or_else(|| vec!["processor".into(), stage.into()]);
+        (bin, args)
+    }
+}
+
+/// A loaded config, its unknown keys, and the known keys it will not act on.
+pub struct Loaded {
+    pub config: WorkerConfig,
+    pub unknown_keys: Vec<String>,
+}
+
+pub fn load(path: &Path) -> Result<Loaded> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("read config {}", path.display()))?;
+    parse(&text).with_context(|| format!("config {}", path.display()))
+}
+
+pub fn parse(text: &str) -> Result<Loaded> {
+    let loaded = damocles_config::parse::<WorkerConfig>(text)?;
+    loaded.config.validate()?;
+    Ok(Loaded {
+        config: loaded.config,
+        unknown_keys: loaded.unknown_keys,
+    })
+}
+
+impl WorkerConfig {
+    /// Everything that can be checked without I/O; each error names its key.
+    pub fn validate(&self) -> Result<()> {
+        self.sector_manager.url()?;
+        if self.sealing_thread.is_empty() {
+            bail!(
+                "key sealing_thread: no [[sealing_thread]] configured; a worker needs at least one"
+            );
+        }
+        let mut locations = BTreeSet::new();
+        for (i, t) in self.sealing_thread.iter().enumerate() {
+            let key = format!("sealing_thread[{i}]");
+            if t.location.as_os_str().is_empty() {
+                bail!("key {key}.location: missing");
+            }
+            if !locations.insert(&t.location) {
+                bail!(
+                    "key {key}.location: {} is used by another thread",
+                    t.location.display()
+                );
+            }
+            match t.plan.as_deref().unwrap_or("sealer") {
+                "sealer" => {}
+                p @ ("snapup" | "rebuild" | "unseal" | "wdpost") => {
+                    bail!("key {key}.plan: plan {p:?} is not supported by this release (only \"sealer\")")
+                }
+                p => bail!(
+                    "key {key}.plan: unknown plan {p:?} (sealer, snapup, rebuild, unseal, wdpost)"
+                ),
+            }
+            Sealing::resolve(&self.sealing, &t.sealing, &format!("{key}.sealing"))?;
+        }
+        Sealing::resolve(&self.sealing, &SealingOptions::default(), "sealing")?;
+        let mut names = BTreeSet::new();
+        for (i, a) in self.attached.iter().enumerate() {
+            if a.location.as_os_str().is_empty() {
+                bail!("key attached[{i}].location: missing");
+            }
+            if !names.insert(a.instance_name()) {
+                bail!(
+                    "key attached[{i}].name: {:?} is used by another attached store",
+                    a.instance_name()
+                );
+            }
+        }
+        let p = &self.processors;
+        for (section, map) in [
+            ("limitation.concurrent", p.concurrent_limits()),
+            ("ext_locks", &p.ext_locks),
+        ] {
+            for (k, v) in map {
+                if section != "ext_locks" && !LIMIT_STAGES.contains(&k.as_str()) {
+                    bail!(
+                        "key processors.{section}.{k}: {k:?} is not a stage ({})",
+                        LIMIT_STAGES.join(", ")
+                    );
+                }
+                if *v == 0 {
+                    bail!("key processors.{section}.{k}: 0 would block the stage forever");
+                }
+            }
+        }
+        for k in p.limitation.staggered.keys() {
+            if !LIMIT_STAGES.contains(&k.as_str()) {
+                bail!("key processors.limitation.staggered.{k}: {k:?} is not a stage");
+            }
+        }
+        p.staggered()?;
+        for size in p.static_tree_d.keys() {
+            parse_size(size).map_err(|e| anyhow!("key processors.static_tree_d.{size}: {e}"))?;
+        }
+        for stage in PROCESSOR_STAGES {
+            for (i, e) in p.entries(stage).iter().enumerate() {
+                let key = format!("processors.{stage}[{i}]");
+                for lock in &e.locks {
+                    if !p.ext_locks.contains_key(lock) {
+                        bail!("key {key}.locks: lock {lock:?} is not declared in [processors.ext_locks]");
+                    }
+                }
+                if e.concurrent == Some(0) {
+                    bail!("key {key}.concurrent: 0 would never run a task");
+                }
+                if let Some(cpuset) = e.cgroup.as_ref().and_then(|c| c.cpuset.as_deref()) {
+                    vc_processors::sys::parse_cpuset(cpuset)
+                        .map_err(|e| anyhow!("key {key}.cgroup.cpuset: {e:#}"))?;
+                }
+                if let Some(bin) = &e.bin {
+                    if bin.as_os_str().is_empty() {
+                        bail!("key {key}.bin: empty");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keys that parse but that this release does not act on, by name.
+    pub fn unsupported(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.processors.sealing_daemons.is_empty() {
+            out.push("processors.sealing_daemons".to_string());
+        }
+        if !self.worker.scan_persist_stores.is_empty() {
+            out.push("worker.scan_persist_stores".into());
+        }
+        if self.worker.local_pieces_dir.is_some() || !self.worker.local_pieces_dirs.is_empty() {
+            out.push("worker.local_pieces_dir(s)".into());
+        }
+        if self.sealing.enable_deals == Some(true)
+            || self
+                .sealing_thread
+                .iter()
+                .any(|t| t.sealing.enable_deals == Some(true))
+        {
+            out.push("sealing.enable_deals (the manager has no market yet)".into());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAMOCLES_STYLE: &str = r#"
+[worker]
+name = "worker-1"
+rpc_server.host = "0.0.0.0"
+rpc_server.port = 17890
+ping_interval = "30s"
+
+[metrics]
+enable = true
+http_listen = "127.0.0.1:9000"
+
+[sector_manager]
+rpc_client.addr = "/ip4/127.0.0.1/tcp/1789"
+rpc_client.headers = { User-Agent = "jsonrpc-core-client" }
+piece_token = "abc"
+
+[sealing]
+allowed_miners = [1000]
+allowed_sizes = ["2KiB"]
+max_retries = 3
+seal_interval = "10s"
+recover_interval = "5s"
+rpc_polling_interval = "2s"
+
+[[sealing_thread]]
+location = "/data/sealing-1"
+
+[[sealing_thread]]
+location = "/data/sealing-2"
+sealing.max_retries = 7
+
+[[attached]]
+name = "store-1"
+location = "/data/store-1"
+
+[processors.limitation.concurrent]
+pc1 = 2
+c2 = 1
+
+[processors.limitation.staggered]
+pc1 = "1s"
+
+[processors.ext_locks]
+gpu = 1
+
+[processors.static_tree_d]
+2KiB = "/data/tree-d-2KiB"
+
+[[processors.pc2]]
+envs = { FIL_PROOFS_USE_GPU_TREE_BUILDER = "0" }
+locks = ["gpu"]
+cgroup.cpuset = "0-1"
+
+[[processors.c2]]
+bin = "/usr/local/bin/verified-c2"
+args = ["c2"]
+locks = ["gpu"]
+concurrent = 1
+stable_wait = "10s"
+weight = 2
+"#;
+
+    #[test]
+    fn a_damocles_worker_config_loads_with_unknown_keys_named() {
+        let l = parse(DAMOCLES_STYLE).unwrap();
+        assert_eq!(l.unknown_keys, vec!["processors.c2.0.weight"]);
+        let c = &l.config;
+        assert_eq!(
+            c.sector_manager.url().unwrap(),
+            "http://127.0.0.1:1789/rpc/v0"
+        );
+        assert_eq!(c.sealing_thread.len(), 2);
+        let t2 = Sealing::resolve(&c.sealing, &c.sealing_thread[1].sealing, "t").unwrap();
+        assert_eq!((t2.max_retries, t2.allowed_sizes.clone()), (7, vec![2048]));
+        let t1 = Sealing::resolve(&c.sealing, &c.sealing_thread[0].sealing, "t").unwrap();
+        assert_eq!(
+            (t1.max_retries, t1.recover_interval),
+            (3, Duration::from_secs(5))
+        );
+        assert_eq!(c.processors.c2[0].concurrent, Some(1));
+        assert_eq!(
+            c.processors.staggered().unwrap()["pc1"],
+            Duration::from_secs(1)
+        );
+        let (bin, args) = c.processors.pc2[0].command("pc2", Path::new("/bin/damocles-worker"));
+        assert_eq!(
+            (bin, args),
+            (
+                PathBuf::from("/bin/damocles-worker"),
+                vec!["processor".to_string(), "pc2".into()]
+            )
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let bad = |from: &str, to: &str| {
+            parse(&DAMOCLES_STYLE.replace(from, to))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(bad("max_retries = 3", "max_retries = \"x\"").contains("sealing.max_retries"));
+        assert!(bad("seal_interval = \"10s\"", "seal_interval = \"soon\"")
+            .contains("sealing.seal_interval"));
+        assert!(
+            bad("allowed_sizes = [\"2KiB\"]", "allowed_sizes = [\"2KB\"]")
+                .contains("allowed_sizes")
+        );
+        assert!(
+            bad("locks = [\"gpu\"]\ncgroup", "locks = [\"tpu\"]\ncgroup")
+                .contains("processors.pc2[0].locks")
+        );
+        assert!(bad("cgroup.cpuset = \"0-1\"", "cgroup.cpuset = \"1-0\"")
+            .contains("processors.pc2[0].cgroup.cpuset"));
+        assert!(bad("pc1 = 2", "pc3 = 2").contains("processors.limitation.concurrent.pc3"));
+        assert!(bad("/ip4/127.0.0.1/tcp/1789", "127.0.0.1:1789")
+            .contains("sector_manager.rpc_client.addr"));
+        assert!(bad(
+            "location = \"/data/sealing-2\"",
+            "location = \"/data/sealing-1\""
+        )
+        .contains("sealing_thread[1].location"));
+        assert!(bad(
+            "location = \"/data/sealing-1\"",
+            "location = \"/data/sealing-1\"\nplan = \"wdpost\""
+        )
+        .contains("not supported"));
+    }
+
+    #[test]
+    fn manager_addresses() {
+        assert_eq!(
+            manager_url("/ip4/10.0.0.1/tcp/1789").unwrap(),
+            "http://10.0.0.1:1789/rpc/v0"
+        );
+        assert_eq!(
+            manager_url("/dns/mgr/tcp/1789/https").unwrap(),
+            "https://mgr:1789/rpc/v0"
+        );
+        assert_eq!(
+            manager_url("/ip6/::1/tcp/1789").unwrap(),
+            "http://[::1]:1789/rpc/v0"
+        );
+        assert_eq!(
+            manager_url("http://10.0.0.1:1789").unwrap(),
+            "http://10.0.0.1:1789/rpc/v0"
+        );
+        assert_eq!(
+            manager_url("http://10.0.0.1:1789/rpc/v0").unwrap(),
+            "http://10.0.0.1:1789/rpc/v0"
+        );
+        assert!(manager_url("/ip4/x/udp/1").is_err());
+        assert!(manager_url("ftp://x").is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! damocles-worker: the sealing worker.
+//!
+//! This release carries the processor side (`damocles-worker processor
+//! <stage>`, the default ext-processor) and the worker config
+//! ([`config`], `damocles-worker config check`). The sealing daemon that runs
+//! threads over them is being built (see the README's status).
+
+pub mod config;
+pub mod describe;

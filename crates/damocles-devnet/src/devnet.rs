@@ -2,8 +2,9 @@
 //!
 //! Height follows the wall clock from a genesis time stored at creation, so
 //! the chain keeps its history across restarts (and kill -9). A message pushed
-//! at epoch E executes at E+1; a background ticker (and every status query)
-//! executes the messages that are due, one redb transaction per message.
+//! at epoch E executes at E+1; a background ticker executes the messages that
+//! are due (proofs are verified before the write transaction opens), one redb
+//! transaction per message. Writes from async callers run on blocking threads.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,6 +24,8 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("devnet_meta");
 const MESSAGES: TableDefinition<u64, &str> = TableDefinition::new("devnet_messages");
 const PENDING: TableDefinition<u64, ()> = TableDefinition::new("devnet_pending");
 const MINERS: TableDefinition<u64, &str> = TableDefinition::new("devnet_miners");
+/// `next_message`: the id the next pushed message gets.
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("devnet_counters");
 
 /// A miner the devnet creates at start if it does not exist yet.
 #[derive(Clone, Debug)]
@@ -31,12 +34,12 @@ pub struct DevnetMiner {
     pub sector_size: u64,
 }
 
+/// Fixed at creation.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Genesis {
     unix_ms: u64,
     block_time_ms: u64,
     network_seed: String,
-    next_message: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -49,8 +52,8 @@ struct MessageRecord {
 pub struct Devnet {
     db: Arc<Database>,
     policy: Policy,
-    genesis: Mutex<Genesis>,
-    /// Serializes message execution (ticker and queries).
+    genesis: Genesis,
+    /// Serializes message execution.
     exec: Mutex<()>,
 }
 
@@ -129,6 +132,7 @@ impl Devnet {
             tx.open_table(MESSAGES).map_err(storage)?;
             tx.open_table(PENDING).map_err(storage)?;
             tx.open_table(MINERS).map_err(storage)?;
+            tx.open_table(COUNTERS).map_err(storage)?;
             let existing = meta
                 .get("genesis")
                 .map_err(storage)?
@@ -150,7 +154,6 @@ impl Devnet {
                         unix_ms: now_ms(),
                         block_time_ms,
                         network_seed: format!("damocles-devnet-{}", now_ms()),
-                        next_message: 1,
                     };
                     meta.insert("genesis", to_json(&g)?.as_str())
                         .map_err(storage)?;
@@ -163,7 +166,7 @@ impl Devnet {
         let devnet = Devnet {
             db,
             policy,
-            genesis: Mutex::new(genesis),
+            genesis,
             exec: Mutex::new(()),
         };
         for m in miners {
@@ -176,8 +179,8 @@ impl Devnet {
         &self.policy
     }
 
-    fn genesis(&self) -> Genesis {
-        self.genesis.lock().expect("genesis lock").clone()
+    fn genesis(&self) -> &Genesis {
+        &self.genesis
     }
 
     fn ensure_miner(&self, m: &DevnetMiner) -> Result<()> {
@@ -286,58 +289,50 @@ impl Devnet {
     fn execute(&self, id: u64, mut rec: MessageRecord) -> Result<()> {
         let epoch = rec.pushed_epoch + 1;
         let miner_id = match &rec.message {
-            Message::PreCommitSector { miner, .. } | Message::ProveCommitSector { miner, .. } => {
-                *miner
-            }
+            Message::PreCommitSector { miner, .. } | Message::ProveCommitSector { miner, .. } => *miner,
         };
-        let tx = self.db.begin_write().map_err(storage)?;
-        {
-            let mut miners = tx.open_table(MINERS).map_err(storage)?;
-            let raw = miners
-                .get(miner_id)
-                .map_err(storage)?
-                .map(|v| v.value().to_string());
-            let outcome = match raw {
-                None => Err(crate::actor::ActorError {
+        // Apply to a copy first (verification included), so the write
+        // transaction is held only for the store itself. Only this executor
+        // (under `exec`) changes miner state, so the copy cannot go stale.
+        let (outcome, new_state) = match self.miner_state(miner_id) {
+            Err(ChainError::UnknownMiner(_)) => (
+                Err(crate::actor::ActorError {
                     exit_code: exit_code::NOT_FOUND,
                     message: format!("miner t0{miner_id} does not exist"),
                 }),
-                Some(raw) => {
-                    let mut state: MinerState = from_json(&raw)?;
-                    let r = self.apply(&mut state, epoch, &rec.message);
-                    if r.is_ok() {
-                        miners
-                            .insert(miner_id, to_json(&state)?.as_str())
-                            .map_err(storage)?;
-                    }
-                    r
-                }
-            };
-            rec.status = match outcome {
-                Ok(()) => MessageStatus::Executed {
-                    epoch,
-                    exit_code: exit_code::OK,
-                    error: None,
-                },
-                Err(e) => {
-                    warn!(message = id, method = rec.message.method(), exit_code = e.exit_code, error = %e.message, "devnet message failed");
-                    MessageStatus::Executed {
-                        epoch,
-                        exit_code: e.exit_code,
-                        error: Some(e.message),
-                    }
-                }
-            };
-            debug!(
-                message = id,
-                method = rec.message.method(),
+                None,
+            ),
+            Err(e) => return Err(e),
+            Ok(mut state) => {
+                let r = self.apply(&mut state, epoch, &rec.message);
+                let changed = r.is_ok().then_some(state);
+                (r, changed)
+            }
+        };
+        rec.status = match outcome {
+            Ok(()) => MessageStatus::Executed {
                 epoch,
-                "devnet message executed"
-            );
+                exit_code: exit_code::OK,
+                error: None,
+            },
+            Err(e) => {
+                warn!(message = id, method = rec.message.method(), exit_code = e.exit_code, error = %e.message, "devnet message failed");
+                MessageStatus::Executed {
+                    epoch,
+                    exit_code: e.exit_code,
+                    error: Some(e.message),
+                }
+            }
+        };
+        debug!(message = id, method = rec.message.method(), epoch, "devnet message executed");
+        let tx = self.db.begin_write().map_err(storage)?;
+        {
+            if let Some(state) = new_state {
+                let mut miners = tx.open_table(MINERS).map_err(storage)?;
+                miners.insert(miner_id, to_json(&state)?.as_str()).map_err(storage)?;
+            }
             let mut messages = tx.open_table(MESSAGES).map_err(storage)?;
-            messages
-                .insert(id, to_json(&rec)?.as_str())
-                .map_err(storage)?;
+            messages.insert(id, to_json(&rec)?.as_str()).map_err(storage)?;
             let mut pending = tx.open_table(PENDING).map_err(storage)?;
             pending.remove(id).map_err(storage)?;
         }
@@ -416,6 +411,27 @@ impl Devnet {
         })
     }
 
+    /// Records a new pending message; the id counter moves in the same
+    /// transaction, so an id is never given twice, also across kill -9.
+    fn store_message(db: &Database, message: Message, pushed_epoch: Epoch) -> Result<String> {
+        let tx = db.begin_write().map_err(storage)?;
+        let id = {
+            let mut counters = tx.open_table(COUNTERS).map_err(storage)?;
+            let id = counters.get("next_message").map_err(storage)?.map(|v| v.value()).unwrap_or(1);
+            counters.insert("next_message", id + 1).map_err(storage)?;
+            let rec = MessageRecord {
+                message,
+                pushed_epoch,
+                status: MessageStatus::Pending,
+            };
+            tx.open_table(MESSAGES).map_err(storage)?.insert(id, to_json(&rec)?.as_str()).map_err(storage)?;
+            tx.open_table(PENDING).map_err(storage)?.insert(id, ()).map_err(storage)?;
+            id
+        };
+        tx.commit().map_err(storage)?;
+        Ok(format!("devnet-{id}"))
+    }
+
     fn message_id(id: &str) -> Result<u64> {
         id.strip_prefix("devnet-")
             .and_then(|n| n.parse().ok())
@@ -459,33 +475,11 @@ impl Chain for Devnet {
 
     async fn push_message(&self, message: Message) -> Result<String> {
         let pushed_epoch = self.head_now().epoch;
-        let mut genesis = self.genesis.lock().expect("genesis lock");
-        let id = genesis.next_message;
-        let mut next = genesis.clone();
-        next.next_message += 1;
-        let tx = self.db.begin_write().map_err(storage)?;
-        {
-            let rec = MessageRecord {
-                message,
-                pushed_epoch,
-                status: MessageStatus::Pending,
-            };
-            tx.open_table(MESSAGES)
-                .map_err(storage)?
-                .insert(id, to_json(&rec)?.as_str())
-                .map_err(storage)?;
-            tx.open_table(PENDING)
-                .map_err(storage)?
-                .insert(id, ())
-                .map_err(storage)?;
-            tx.open_table(META)
-                .map_err(storage)?
-                .insert("genesis", to_json(&next)?.as_str())
-                .map_err(storage)?;
-        }
-        tx.commit().map_err(storage)?;
-        *genesis = next;
-        Ok(format!("devnet-{id}"))
+        let db = Arc::clone(&self.db);
+        // A write waits for other writers and fsyncs: keep it off the reactor.
+        tokio::task::spawn_blocking(move || Devnet::store_message(&db, message, pushed_epoch))
+            .await
+            .map_err(|e| ChainError::Storage(format!("message writer: {e}")))?
     }
 
     async fn message_status(&self, id: &str) -> Result<MessageStatus> {

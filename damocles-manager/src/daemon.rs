@@ -168,8 +168,11 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         },
     };
     let (addr, handle) = server::serve(listen, methods, gate).await?;
-    std::fs::write(home.api(), format!("http://{addr}{}\n", server::RPC_PATH))
-        .with_context(|| format!("write {}", home.api().display()))?;
+    // Atomically: the CLI and tests read it as soon as it exists.
+    write_private(
+        &home.api(),
+        format!("http://{addr}{}\n", server::RPC_PATH).as_bytes(),
+    )?;
     info!(%addr, path = server::RPC_PATH, home = %home.path().display(), head = devnet.head_now().epoch, "damocles-manager serving");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -111,7 +111,9 @@ impl Db {
         let state = {
             let mut numbers = tx.open_table(NUMBERS).map_err(internal)?;
             let last = numbers.get(miner).map_err(internal)?.map(|v| v.value());
-            let next = last.unwrap_or(0).max(policy.init_number) + 1;
+            let Some(next) = last.unwrap_or(0).max(policy.init_number).checked_add(1) else {
+                return Ok(None);
+            };
             let next = next.max(policy.min_number.unwrap_or(0));
             if policy.max_number.is_some_and(|max| next > max) {
                 return Ok(None);
@@ -242,6 +244,49 @@ impl Db {
         tx.commit().map_err(internal)
     }
 
+    /// ReportState in one transaction: records `req` on an online sector
+    /// (`None`), or returns the record of a sector already offline.
+    pub fn report(
+        &self,
+        id: SectorID,
+        req: damocles_api::ReportStateReq,
+    ) -> Result<Option<SectorState>, ApiError> {
+        let tx = self.db.begin_write().map_err(internal)?;
+        {
+            let mut online = tx.open_table(ONLINE).map_err(internal)?;
+            let raw = online
+                .get(key(id))
+                .map_err(internal)?
+                .map(|v| v.value().to_string());
+            let Some(raw) = raw else {
+                drop(online);
+                let offline = tx.open_table(OFFLINE).map_err(internal)?;
+                let raw = offline.get(key(id)).map_err(internal)?;
+                return match raw {
+                    Some(v) => Ok(Some(from_json(v.value())?)),
+                    None => Err(ApiError::NotFound(id, "never allocated here".into())),
+                };
+            };
+            let mut state: SectorState = from_json(&raw)?;
+            state.latest_state = Some(req);
+            state.updated_at = now_secs();
+            online
+                .insert(key(id), to_json(&state)?.as_str())
+                .map_err(internal)?;
+        }
+        tx.commit().map_err(internal)?;
+        Ok(None)
+    }
+
+    /// Moves an online sector offline after `f`; a sector already offline is
+    /// left as it is (finishing twice is not an error).
+    pub fn finish(&self, id: SectorID, f: impl FnOnce(&mut SectorState)) -> Result<(), ApiError> {
+        match self.move_offline(id, f) {
+            Err(ApiError::NotFound(..)) if self.get(OFFLINE, id)?.is_some() => Ok(()),
+            other => other,
+        }
+    }
+
     /// Moves an offline sector back online, clearing its finalized/aborted marks.
     pub fn restore(&self, id: SectorID) -> Result<(), ApiError> {
         let tx = self.db.begin_write().map_err(internal)?;
@@ -282,12 +327,14 @@ impl Db {
         Ok(out)
     }
 
-    /// The sector's reservation if it has one; otherwise `pick` chooses a store
-    /// given the bytes already reserved per store, and the choice is recorded.
+    /// The sector's reservation if it has one of `size` in a store that is
+    /// still `usable`; otherwise `pick` chooses a store given the bytes already
+    /// reserved per store, and the choice is recorded.
     pub fn reserve(
         &self,
         id: SectorID,
         size: u64,
+        usable: impl Fn(&str) -> bool,
         pick: impl FnOnce(&BTreeMap<String, u64>) -> Option<String>,
     ) -> Result<Option<Reservation>, ApiError> {
         let tx = self.db.begin_write().map_err(internal)?;
@@ -299,7 +346,7 @@ impl Db {
                 .map(|v| v.value().to_string());
             if let Some(existing) = existing {
                 let r: Reservation = from_json(&existing)?;
-                if r.size == size {
+                if r.size == size && usable(&r.store) {
                     return Ok(Some(r));
                 }
             }

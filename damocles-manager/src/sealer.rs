@@ -147,6 +147,21 @@ impl Sealer {
         })
     }
 
+    /// The CommR the chain holds for the sector (precommitted or proven), and
+    /// whether it is proven. The chain is the truth a crash cannot undo: a
+    /// message whose id the manager lost is still found here.
+    async fn on_chain(&self, id: SectorID) -> Result<Option<([u8; 32], bool)>> {
+        if let Some(s) = self.0.chain.sector(id.miner, id.number).await? {
+            return Ok(Some((s.comm_r, true)));
+        }
+        Ok(self
+            .0
+            .chain
+            .precommit(id.miner, id.number)
+            .await?
+            .map(|p| (p.params.comm_r, false)))
+    }
+
     async fn message_ok(&self, msg: &Option<String>) -> Result<bool> {
         Ok(match msg {
             None => false,
@@ -296,9 +311,29 @@ impl SealerApiServer for Sealer {
                 name(id)
             )));
         }
+        // The chain first: a precommit already there is final.
+        if let Some((comm_r, _)) = self.on_chain(id).await? {
+            if comm_r != info.comm_r {
+                return Ok(rejected(format!(
+                    "{}: the chain already holds a different precommit for this sector",
+                    name(id)
+                )));
+            }
+            if state.pre != Some(info) {
+                self.update(id, move |s| {
+                    s.pre = Some(info);
+                    Ok(())
+                })
+                .await?;
+            }
+            return Ok(submit(SubmitResult::DuplicateSubmit));
+        }
         if let Some(pre) = &state.pre {
+            // A recorded precommit without a message id was interrupted
+            // before it was sent: send it now.
+            let sent = state.pre_message.is_some();
             let alive = self.message_ok(&state.pre_message).await?;
-            if *pre == info && (alive || !reset) {
+            if *pre == info && sent && (alive || !reset) {
                 return Ok(submit(SubmitResult::DuplicateSubmit));
             }
             if *pre != info && !reset {
@@ -311,6 +346,14 @@ impl SealerApiServer for Sealer {
                 });
             }
         }
+        // Record, send, record the message: a crash in between is repaired by
+        // the next submit (above) and by polling the chain's state.
+        self.update(id, move |s| {
+            s.pre = Some(info);
+            s.pre_message = None;
+            Ok(())
+        })
+        .await?;
         let msg = Message::PreCommitSector {
             miner: id.miner,
             params: PreCommitParams {
@@ -324,7 +367,6 @@ impl SealerApiServer for Sealer {
         let msg_id = self.push(msg).await?;
         info!(sector = %name(id), message = %msg_id, "precommit sent");
         self.update(id, move |s| {
-            s.pre = Some(info);
             s.pre_message = Some(msg_id);
             Ok(())
         })
@@ -334,9 +376,25 @@ impl SealerApiServer for Sealer {
 
     async fn poll_pre_commit_state(&self, sector: SectorID) -> RpcResult<PollStateResp> {
         let state = self.online(sector).await?;
-        Ok(self
-            .poll_message("precommit", state.pre_message, false, sector)
-            .await?)
+        let by_message = self
+            .poll_message("precommit", state.pre_message.clone(), false, sector)
+            .await?;
+        if matches!(
+            by_message.state,
+            OnChainState::NotFound | OnChainState::PermFailed
+        ) {
+            // The message is unknown or failed, yet the chain may hold this very
+            // precommit (sent by a call whose answer a crash lost).
+            if let (Some(pre), Some((comm_r, _))) = (&state.pre, self.on_chain(sector).await?) {
+                if pre.comm_r == comm_r {
+                    return Ok(PollStateResp {
+                        state: OnChainState::Landed,
+                        desc: None,
+                    });
+                }
+            }
+        }
+        Ok(by_message)
     }
 
     async fn submit_persisted(&self, sector: SectorID, instance: String) -> RpcResult<bool> {
@@ -465,9 +523,22 @@ impl SealerApiServer for Sealer {
                 name(sector)
             )));
         };
+        // Proven on chain already (say the manager died before recording the
+        // message): nothing to send.
+        if let Some((_, true)) = self.on_chain(sector).await? {
+            if state.proof.is_none() {
+                self.update(sector, move |s| {
+                    s.proof = Some(proof.proof);
+                    Ok(())
+                })
+                .await?;
+            }
+            return Ok(submit(SubmitResult::DuplicateSubmit));
+        }
         if let Some(existing) = &state.proof {
+            let sent = state.proof_message.is_some();
             let alive = self.message_ok(&state.proof_message).await?;
-            if *existing == proof.proof && (alive || !reset) {
+            if *existing == proof.proof && sent && (alive || !reset) {
                 return Ok(submit(SubmitResult::DuplicateSubmit));
             }
             if *existing != proof.proof && !reset {
@@ -522,10 +593,16 @@ impl SealerApiServer for Sealer {
             sector_number: sector.number,
             proof: proof.proof.0.clone(),
         };
+        // Record, send, record the message (see submit_pre_commit).
+        self.update(sector, move |s| {
+            s.proof = Some(proof.proof);
+            s.proof_message = None;
+            Ok(())
+        })
+        .await?;
         let msg_id = self.push(msg).await?;
         info!(sector = %name(sector), message = %msg_id, "prove-commit sent");
         self.update(sector, move |s| {
-            s.proof = Some(proof.proof);
             s.proof_message = Some(msg_id);
             Ok(())
         })
@@ -535,9 +612,21 @@ impl SealerApiServer for Sealer {
 
     async fn poll_proof_state(&self, sector: SectorID) -> RpcResult<PollStateResp> {
         let state = self.online(sector).await?;
-        Ok(self
-            .poll_message("prove-commit", state.proof_message, true, sector)
-            .await?)
+        let by_message = self
+            .poll_message("prove-commit", state.proof_message.clone(), true, sector)
+            .await?;
+        if matches!(
+            by_message.state,
+            OnChainState::NotFound | OnChainState::PermFailed
+        ) && state.proof.is_some()
+            && matches!(self.on_chain(sector).await?, Some((_, true)))
+        {
+            return Ok(PollStateResp {
+                state: OnChainState::Landed,
+                desc: None,
+            });
+        }
+        Ok(by_message)
     }
 
     async fn report_state(
@@ -545,18 +634,7 @@ impl SealerApiServer for Sealer {
         sector: SectorID,
         req: ReportStateReq,
     ) -> RpcResult<SectorStateResp> {
-        let offline = self
-            .db(move |db| match db.online(sector)? {
-                Some(_) => db.update(sector, move |s| {
-                    s.latest_state = Some(req);
-                    Ok(None)
-                }),
-                None => match db.find(sector)? {
-                    Some((s, _)) => Ok(Some(s)),
-                    None => Err(ApiError::NotFound(sector, "never allocated here".into())),
-                },
-            })
-            .await?;
+        let offline = self.db(move |db| db.report(sector, req)).await?;
         Ok(match offline {
             None => SectorStateResp {
                 id: sector,
@@ -601,7 +679,13 @@ impl SealerApiServer for Sealer {
         let stores = self.0.stores.clone();
         let r = self
             .db(move |db| {
-                db.reserve(sector, size, |reserved| {
+                let usable = |name: &str| {
+                    stores
+                        .get(name)
+                        .is_some_and(|s| !s.config.read_only && s.allows(sector.miner))
+                        && (candidates.is_empty() || candidates.iter().any(|c| c == name))
+                };
+                db.reserve(sector, size, usable, |reserved| {
                     stores.pick(sector.miner, size, &candidates, reserved, |s| s.space())
                 })
             })
@@ -620,13 +704,7 @@ impl Sealer {
     async fn finish(&self, sector: SectorID, abort: Option<String>) -> RpcResult<()> {
         let r = self
             .db(move |db| {
-                if db.online(sector)?.is_none() {
-                    return match db.find(sector)? {
-                        Some(_) => Ok(()),
-                        None => Err(ApiError::NotFound(sector, "never allocated here".into())),
-                    };
-                }
-                db.move_offline(sector, |s| match abort {
+                db.finish(sector, |s| match abort {
                     Some(reason) => {
                         s.aborted = true;
                         s.abort_reason = reason;

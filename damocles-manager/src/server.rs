@@ -8,6 +8,7 @@
 //! - [`Guard`] (per JSON-RPC call) refuses a method the caller's permissions do
 //!   not cover (see `damocles_api::perm`), and counts and times every call.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -123,8 +124,21 @@ where
                     .headers()
                     .get(http::header::AUTHORIZATION)
                     .map(|v| v.to_str().unwrap_or("").to_string());
+                // A browser page can reach a local server too (WebSocket has no
+                // CORS; DNS rebinding): token-less rights only for requests that
+                // carry no Origin and name this machine by address.
+                let from_browser = req.headers().contains_key(http::header::ORIGIN);
+                let host_is_loopback = req
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .is_some_and(is_loopback_host);
                 let granted = match header {
-                    None if self.shared.open_without_token => Granted::Everything,
+                    None if from_browser => Granted::Anonymous(vec![]),
+                    None if self.shared.open_without_token && host_is_loopback => {
+                        Granted::Everything
+                    }
+                    None if self.shared.open_without_token => Granted::Anonymous(vec![]),
                     None => Granted::Anonymous(self.shared.anonymous.clone()),
                     Some(h) => {
                         let token = h.strip_prefix("Bearer ").unwrap_or("").trim();
@@ -151,11 +165,27 @@ where
     }
 }
 
+/// `127.0.0.1:1789`, `[::1]:1789`, `localhost:1789`.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Per-call permission check, metrics and tracing.
 #[derive(Clone)]
 pub struct Guard<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    /// Methods this server has: anything else goes straight to jsonrpsee,
+    /// which answers -32601 (damocles workers read that as "not supported").
+    known: Arc<HashSet<String>>,
 }
 
 fn denial(method: &str, need: Permission, granted: Option<&Granted>) -> ErrorObjectOwned {
@@ -193,7 +223,19 @@ where
         let granted = req.extensions().get::<Granted>().cloned();
         let inner = self.inner.clone();
         let metrics = Arc::clone(&self.metrics);
+        let known = self.known.contains(&method);
         async move {
+            if !known {
+                // Counted under one label: callers cannot grow /metrics at will.
+                metrics
+                    .rpc_calls
+                    .get_or_create(&CallLabels {
+                        method: "unknown".into(),
+                        outcome: "error".into(),
+                    })
+                    .inc();
+                return inner.call(req).await;
+            }
             let labels = |outcome: &str| CallLabels {
                 method: method.clone(),
                 outcome: outcome.into(),
@@ -228,6 +270,9 @@ where
         let mut refusal = None;
         for entry in batch.iter().flatten() {
             let method = entry.method_name().to_string();
+            if !self.known.contains(&method) {
+                continue;
+            }
             let need = perm::required(&method);
             let granted = entry.extensions().get::<Granted>();
             if !granted.is_some_and(|g| g.allows(need)) {
@@ -270,10 +315,13 @@ pub async fn serve(
     methods: impl Into<Methods>,
     gate: GateLayer,
 ) -> anyhow::Result<(SocketAddr, ServerHandle)> {
+    let methods: Methods = methods.into();
+    let known: Arc<HashSet<String>> = Arc::new(methods.method_names().map(String::from).collect());
     let metrics = Arc::clone(&gate.metrics);
     let rpc = RpcServiceBuilder::new().layer_fn(move |inner| Guard {
         inner,
         metrics: Arc::clone(&metrics),
+        known: Arc::clone(&known),
     });
     let config = jsonrpsee::server::ServerConfig::builder()
         .max_connections(4096)

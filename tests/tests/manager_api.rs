@@ -103,7 +103,48 @@ async fn tokens_and_permissions_are_enforced() {
         .expect("websocket connect");
     let head = ws.chain_head().await.expect("ChainHead over WebSocket");
     assert_eq!(head.network, "devnet");
-    rpc_err(ws.allocate_sector(spec(&[1000]), None).await);
+    assert_eq!(
+        rpc_err(ws.allocate_sector(spec(&[1000]), None).await).0,
+        11003
+    );
+
+    // A batch runs only if every call in it is permitted.
+    let write = m.token("write");
+    let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"Venus.ChainHead","params":[]},
+                    {"jsonrpc":"2.0","id":2,"method":"Venus.FinalizeSector","params":[{"Miner":1000,"Number":1}]}]"#;
+    let (_, body) = http(
+        &m.authority(),
+        "POST",
+        "/rpc/v0",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &format!("Bearer {write}")),
+        ],
+        batch,
+    );
+    assert!(
+        body.contains("11003") && body.contains("Venus.FinalizeSector needs the admin permission"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("\"Height\""),
+        "no part of a refused batch runs: {body}"
+    );
+
+    // A method this manager does not have: -32601 whatever the token, as
+    // damocles workers expect (they read it as "not supported here").
+    let (_, body) = http(
+        &m.authority(),
+        "POST",
+        "/rpc/v0",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &format!("Bearer {write}")),
+        ],
+        r#"{"jsonrpc":"2.0","id":3,"method":"Venus.WdPoStAllocateJobs","params":[{},1,"w"]}"#,
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], -32601, "{body}");
 }
 
 fn report() -> ReportStateReq {
@@ -151,7 +192,10 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
     let (code, msg) = rpc_err(c.assign_ticket(ghost).await);
     assert_eq!(code, ERR_SECTOR_STATE_NOT_FOUND);
     assert!(msg.contains("s-t01000-777"), "{msg}");
-    rpc_err(c.report_state(ghost, report()).await);
+    assert_eq!(
+        rpc_err(c.report_state(ghost, report()).await).0,
+        ERR_SECTOR_STATE_NOT_FOUND
+    );
 
     // Malformed params: -32602 naming the problem.
     let (status, body) = http(
@@ -379,4 +423,56 @@ async fn anonymous_permission_admits_token_less_workers_only_as_far_as_set() {
     let (code, msg) = rpc_err(anonymous.finalize_sector(s.id).await);
     assert_eq!(code, 11003);
     assert!(msg.contains("needs the admin permission"), "{msg}");
+
+    // Not from a web page, though.
+    let (_, body) = http(
+        &m.authority(),
+        "POST",
+        "/rpc/v0",
+        &[
+            ("Content-Type", "application/json"),
+            ("Origin", "http://evil.example"),
+        ],
+        r#"{"jsonrpc":"2.0","id":1,"method":"Venus.AllocateSector","params":[{"AllowedMiners":null,"AllowedProofTypes":null}]}"#,
+    );
+    assert!(body.contains("11003"), "{body}");
+}
+
+/// Every golden request of `crates/damocles-api/tests/golden` is accepted by
+/// the real server: the method exists and its params decode (the answer may
+/// still be an error about the made-up sector, never -32601 or -32602).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_golden_requests_are_understood_by_the_server() {
+    let (_dir, m) = started();
+    let admin = m.token("admin");
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/damocles-api/tests/golden");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&golden).unwrap() {
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        let req = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": doc["method"], "params": doc["params"]});
+        let (_, body) = http(
+            &m.authority(),
+            "POST",
+            "/rpc/v0",
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &format!("Bearer {admin}")),
+            ],
+            &req.to_string(),
+        );
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        let code = v["error"]["code"].as_i64();
+        // -32602 "Invalid params" is jsonrpsee failing to decode; the manager's
+        // own -32602 refusals carry their own message.
+        let undecodable = code == Some(-32602) && v["error"]["message"] == "Invalid params";
+        assert!(
+            code != Some(-32601) && !undecodable,
+            "{}: {body}",
+            doc["method"]
+        );
+        n += 1;
+    }
+    assert!(n >= 24, "only {n} golden files");
 }

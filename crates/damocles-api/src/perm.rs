@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Permission {
-    /// Queries: nothing changes.
+    /// Queries: nothing a caller asked for changes.
     Read,
     /// Sealing traffic from workers: allocates, submits, reports.
     Write,
@@ -72,13 +72,13 @@ pub fn required(method: &str) -> Permission {
     };
     match name {
         // Queries a worker or an operator makes.
-        "PollPreCommitState" | "PollProofState" | "WaitSeed" | "StoreBasicInfo" | "ListSectors"
+        "PollPreCommitState" | "PollProofState" | "StoreBasicInfo" | "ListSectors"
         | "FindSector" | "StoreList" | "ChainHead" | "ChainSectorInfo" | "WorkerList"
         | "Version" => Permission::Read,
         // What a sealing worker does to a sector.
         "AllocateSector" | "AcquireDeals" | "AssignTicket" | "SubmitPreCommit"
         | "SubmitPersisted" | "SubmitPersistedEx" | "SubmitProof" | "ReportState"
-        | "ReportFinalized" | "ReportAborted" | "WorkerPing" | "StoreReserveSpace" => {
+        | "ReportFinalized" | "ReportAborted" | "WorkerPing" | "StoreReserveSpace" | "WaitSeed" => {
             Permission::Write
         }
         // Operator actions and anything not listed.

@@ -131,7 +131,7 @@ fn catalog() -> Vec<(&'static str, Value, Value)> {
         },
     };
     vec![
-        ("AllocateSector", json!([v(&spec), true]), v(allocated)),
+        ("AllocateSector", json!([v(&spec), false]), v(allocated)),
         (
             "AcquireDeals",
             json!([

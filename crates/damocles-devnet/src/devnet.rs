@@ -289,7 +289,9 @@ impl Devnet {
     fn execute(&self, id: u64, mut rec: MessageRecord) -> Result<()> {
         let epoch = rec.pushed_epoch + 1;
         let miner_id = match &rec.message {
-            Message::PreCommitSector { miner, .. } | Message::ProveCommitSector { miner, .. } => *miner,
+            Message::PreCommitSector { miner, .. } | Message::ProveCommitSector { miner, .. } => {
+                *miner
+            }
         };
         // Apply to a copy first (verification included), so the write
         // transaction is held only for the store itself. Only this executor
@@ -324,15 +326,24 @@ impl Devnet {
                 }
             }
         };
-        debug!(message = id, method = rec.message.method(), epoch, "devnet message executed");
+        debug!(
+            message = id,
+            method = rec.message.method(),
+            epoch,
+            "devnet message executed"
+        );
         let tx = self.db.begin_write().map_err(storage)?;
         {
             if let Some(state) = new_state {
                 let mut miners = tx.open_table(MINERS).map_err(storage)?;
-                miners.insert(miner_id, to_json(&state)?.as_str()).map_err(storage)?;
+                miners
+                    .insert(miner_id, to_json(&state)?.as_str())
+                    .map_err(storage)?;
             }
             let mut messages = tx.open_table(MESSAGES).map_err(storage)?;
-            messages.insert(id, to_json(&rec)?.as_str()).map_err(storage)?;
+            messages
+                .insert(id, to_json(&rec)?.as_str())
+                .map_err(storage)?;
             let mut pending = tx.open_table(PENDING).map_err(storage)?;
             pending.remove(id).map_err(storage)?;
         }
@@ -417,15 +428,25 @@ impl Devnet {
         let tx = db.begin_write().map_err(storage)?;
         let id = {
             let mut counters = tx.open_table(COUNTERS).map_err(storage)?;
-            let id = counters.get("next_message").map_err(storage)?.map(|v| v.value()).unwrap_or(1);
+            let id = counters
+                .get("next_message")
+                .map_err(storage)?
+                .map(|v| v.value())
+                .unwrap_or(1);
             counters.insert("next_message", id + 1).map_err(storage)?;
             let rec = MessageRecord {
                 message,
                 pushed_epoch,
                 status: MessageStatus::Pending,
             };
-            tx.open_table(MESSAGES).map_err(storage)?.insert(id, to_json(&rec)?.as_str()).map_err(storage)?;
-            tx.open_table(PENDING).map_err(storage)?.insert(id, ()).map_err(storage)?;
+            tx.open_table(MESSAGES)
+                .map_err(storage)?
+                .insert(id, to_json(&rec)?.as_str())
+                .map_err(storage)?;
+            tx.open_table(PENDING)
+                .map_err(storage)?
+                .insert(id, ())
+                .map_err(storage)?;
             id
         };
         tx.commit().map_err(storage)?;

@@ -7,3 +7,4 @@
 
 pub mod config;
 pub mod describe;
+pub mod manager_client;

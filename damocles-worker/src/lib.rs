@@ -8,3 +8,4 @@
 pub mod config;
 pub mod describe;
 pub mod manager_client;
+pub mod sealing;

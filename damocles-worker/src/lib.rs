@@ -8,4 +8,5 @@
 pub mod config;
 pub mod describe;
 pub mod manager_client;
+pub mod processors;
 pub mod sealing;

@@ -6,6 +6,7 @@
 //! threads over them is being built (see the README's status).
 
 pub mod config;
+pub mod daemon;
 pub mod describe;
 pub mod manager_client;
 pub mod processors;

@@ -30,6 +30,16 @@ enum Cmd {
         #[command(subcommand)]
         stage: Stage,
     },
+    /// Run the sealing threads of a config until stopped.
+    Daemon {
+        #[arg(
+            short = 'c',
+            long = "config",
+            env = "DAMOCLES_WORKER_CONFIG",
+            value_name = "FILE"
+        )]
+        config: std::path::PathBuf,
+    },
     /// Worker config files (damocles-worker's TOML format).
     Config {
         #[command(subcommand)]
@@ -122,6 +132,9 @@ fn run() -> Result<()> {
         Cmd::Config {
             cmd: ConfigCmd::Check { config },
         } => check(&config),
+        Cmd::Daemon { config } => {
+            tokio::runtime::Runtime::new()?.block_on(damocles_worker::daemon::run(&config))
+        }
     }
 }
 

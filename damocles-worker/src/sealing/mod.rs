@@ -5,6 +5,8 @@
 //!   document they change; pure, no I/O.
 //! - [`doc_store`]: the document on disk (redb in the thread's location), saved
 //!   after every event, so a killed worker resumes where it was.
+//! - [`thread`]: the steps of the sealer plan, failure levels, reporting.
 
 pub mod doc_store;
 pub mod state;
+pub mod thread;

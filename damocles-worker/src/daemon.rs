@@ -1,0 +1,82 @@
+//! `damocles-worker daemon -c FILE`: the sealing threads of a config, each
+//! sealing sectors one after another until the process is stopped.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tracing::{error, info, warn};
+
+use crate::config::{self, Sealing};
+use crate::manager_client::{ManagerClient, RetryPolicy};
+use crate::processors::Processors;
+use crate::sealing::thread::{Outcome, SealingThread};
+
+fn instance_name(cfg: &config::WorkerConfig) -> String {
+    cfg.worker.name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "worker".into())
+    })
+}
+
+pub async fn run(config_path: &Path) -> Result<()> {
+    let loaded = config::load(config_path)?;
+    for key in &loaded.unknown_keys {
+        warn!(key = %key, file = %config_path.display(), "unknown config key ignored");
+    }
+    for key in loaded.config.unsupported() {
+        warn!(key = %key, "accepted but not used by this release");
+    }
+    let cfg = loaded.config;
+    let client = ManagerClient::new(&cfg.sector_manager, RetryPolicy::default())?;
+    let exe = std::env::current_exe().context("locate this executable")?;
+    let processors = Arc::new(Processors::start(&cfg.processors, &exe).await?);
+    let instance = instance_name(&cfg);
+    let mut handles = Vec::new();
+    for (i, t) in cfg.sealing_thread.iter().enumerate() {
+        let sealing = Sealing::resolve(
+            &cfg.sealing,
+            &t.sealing,
+            &format!("sealing_thread[{i}].sealing"),
+        )?;
+        let mut thread = SealingThread::open(
+            i,
+            t.location.clone(),
+            sealing.clone(),
+            instance.clone(),
+            client.clone(),
+            Arc::clone(&processors),
+            cfg.attached.clone(),
+        )?;
+        handles.push(tokio::spawn(async move {
+            loop {
+                match thread.run_sector().await {
+                    Ok(Outcome::Finished(id)) => {
+                        info!(thread = i, sector = %format!("s-t0{}-{}", id.miner, id.number), "sector finished");
+                        tokio::time::sleep(sealing.seal_interval).await;
+                    }
+                    Ok(Outcome::Aborted(id, reason)) => {
+                        warn!(thread = i, sector = %format!("s-t0{}-{}", id.miner, id.number), %reason, "sector aborted");
+                    }
+                    Ok(Outcome::Idle) => tokio::time::sleep(sealing.recover_interval).await,
+                    Ok(Outcome::Paused(why)) => {
+                        error!(thread = i, %why, "sealing thread paused; fix the cause and restart the worker");
+                        return;
+                    }
+                    Err(e) => {
+                        error!(thread = i, error = %format!("{e:#}"), "sealing thread failed");
+                        tokio::time::sleep(sealing.recover_interval).await;
+                    }
+                }
+            }
+        }));
+    }
+    info!(threads = handles.len(), manager = %client.url(), %instance, "damocles-worker sealing");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("interrupted, stopping"),
+        _ = term.recv() => info!("terminated, stopping"),
+    }
+    Ok(())
+}

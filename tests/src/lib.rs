@@ -2,6 +2,7 @@
 
 pub mod manager;
 pub mod sealing;
+pub mod worker;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -245,7 +245,11 @@ impl Sealing {
         let sizes = pick!(allowed_sizes, vec![]);
         let allowed_sizes = sizes
             .iter()
-            .map(|s| parse_size(s).map_err(|e| anyhow!("key {key}.allowed_sizes: {e}")))
+            .map(|s| {
+                let b = parse_size(s).map_err(|e| anyhow!("key {key}.allowed_sizes: {e}"))?;
+                seal_proof_for(b).ok_or_else(|| anyhow!("key {key}.allowed_sizes: {s:?} is not a sector size (2KiB, 8MiB, 512MiB, 32GiB, 64GiB)"))?;
+                Ok(b)
+            })
             .collect::<Result<Vec<u64>>>()?;
         Ok(Sealing {
             allowed_miners: pick!(allowed_miners, vec![]),
@@ -262,6 +266,19 @@ impl Sealing {
             verify_after_pc2: pick!(verify_after_pc2, false),
         })
     }
+}
+
+/// The seal proof damocles uses for a sector size (the current V1_1 ones).
+pub fn seal_proof_for(size: u64) -> Option<filecoin_proofs_api::RegisteredSealProof> {
+    use filecoin_proofs_api::RegisteredSealProof::*;
+    Some(match size {
+        2048 => StackedDrg2KiBV1_1,
+        0x80_0000 => StackedDrg8MiBV1_1,
+        0x2000_0000 => StackedDrg512MiBV1_1,
+        0x8_0000_0000 => StackedDrg32GiBV1_1,
+        0x10_0000_0000 => StackedDrg64GiBV1_1,
+        _ => return None,
+    })
 }
 
 /// `2KiB`, `32GiB` → bytes.
@@ -564,6 +581,12 @@ impl WorkerConfig {
         let mut out = Vec::new();
         if !self.processors.sealing_daemons.is_empty() {
             out.push("processors.sealing_daemons".to_string());
+        }
+        if !self.processors.static_tree_d.is_empty() {
+            out.push("processors.static_tree_d".into());
+        }
+        if self.metrics.enable {
+            out.push("metrics.enable".into());
         }
         if !self.worker.scan_persist_stores.is_empty() {
             out.push("worker.scan_persist_stores".into());

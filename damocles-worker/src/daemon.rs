@@ -20,6 +20,41 @@ fn instance_name(cfg: &config::WorkerConfig) -> String {
     })
 }
 
+/// `Venus.WorkerPing` every `every`, with the threads' counts.
+async fn ping(
+    client: ManagerClient,
+    name: String,
+    admin: std::net::SocketAddr,
+    ctrls: Vec<Arc<crate::sealing::ctrl::Ctrl>>,
+    every: std::time::Duration,
+) {
+    use crate::sealing::ctrl::ThreadState;
+    use damocles_api::rpc::SealerApiClient;
+    loop {
+        let infos: Vec<_> = ctrls.iter().map(|c| c.info()).collect();
+        let count = |f: &dyn Fn(&ThreadState) -> bool| {
+            infos.iter().filter(|i| f(&i.thread_state)).count() as u64
+        };
+        let info = damocles_api::WorkerInfo {
+            name: name.clone(),
+            dest: admin.to_string(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: damocles_api::WorkerInfoSummary {
+                threads: infos.len() as u64,
+                empty: count(&|s| matches!(s, ThreadState::Idle)),
+                paused: count(&|s| matches!(s, ThreadState::Paused { .. })),
+                running: count(&|s| matches!(s, ThreadState::Running { .. })),
+                waiting: count(&|s| matches!(s, ThreadState::Waiting { .. })),
+                errors: infos.iter().filter(|i| i.last_error.is_some()).count() as u64,
+            },
+        };
+        if let Err(e) = client.raw().worker_ping(info).await {
+            warn!(error = %e, "WorkerPing failed");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 pub async fn run(config_path: &Path) -> Result<()> {
     let loaded = config::load(config_path)?;
     for key in &loaded.unknown_keys {
@@ -34,6 +69,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
     let processors = Arc::new(Processors::start(&cfg.processors, &exe).await?);
     let instance = instance_name(&cfg);
     let mut handles = Vec::new();
+    let mut ctrls = Vec::new();
     for (i, t) in cfg.sealing_thread.iter().enumerate() {
         let sealing = Sealing::resolve(
             &cfg.sealing,
@@ -49,6 +85,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
             Arc::clone(&processors),
             cfg.attached.clone(),
         )?;
+        ctrls.push(Arc::clone(&thread.ctrl));
         handles.push(tokio::spawn(async move {
             loop {
                 match thread.run_sector().await {
@@ -61,8 +98,10 @@ pub async fn run(config_path: &Path) -> Result<()> {
                     }
                     Ok(Outcome::Idle) => tokio::time::sleep(sealing.recover_interval).await,
                     Ok(Outcome::Paused(why)) => {
-                        error!(thread = i, %why, "sealing thread paused; fix the cause and restart the worker");
-                        return;
+                        error!(thread = i, %why, "sealing thread paused; resume it with `damocles-worker worker resume --index {i}`");
+                        if let Err(e) = thread.pause(Some(why)).await {
+                            error!(thread = i, error = %format!("{e:#}"), "resuming failed");
+                        }
                     }
                     Err(e) => {
                         error!(thread = i, error = %format!("{e:#}"), "sealing thread failed");
@@ -72,7 +111,35 @@ pub async fn run(config_path: &Path) -> Result<()> {
             }
         }));
     }
-    info!(threads = handles.len(), manager = %client.url(), %instance, "damocles-worker sealing");
+    let host = cfg
+        .worker
+        .rpc_server
+        .host
+        .clone()
+        .unwrap_or_else(|| "0.0.0.0".into());
+    let listen: std::net::SocketAddr = format!("{host}:{}", cfg.worker.rpc_server.port)
+        .parse()
+        .with_context(|| {
+            format!(
+                "key worker.rpc_server: {host}:{} is not an address",
+                cfg.worker.rpc_server.port
+            )
+        })?;
+    let (admin_addr, _admin) = crate::admin::serve(
+        listen,
+        crate::admin::Admin {
+            threads: ctrls.clone(),
+        },
+    )
+    .await?;
+    tokio::spawn(ping(
+        client.clone(),
+        instance.clone(),
+        admin_addr,
+        ctrls,
+        cfg.worker.ping_interval,
+    ));
+    info!(threads = handles.len(), manager = %client.url(), %instance, admin = %admin_addr, "damocles-worker sealing");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => info!("interrupted, stopping"),

@@ -5,6 +5,7 @@
 //! ([`config`], `damocles-worker config check`). The sealing daemon that runs
 //! threads over them is being built (see the README's status).
 
+pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod describe;

@@ -40,10 +40,48 @@ enum Cmd {
         )]
         config: std::path::PathBuf,
     },
+    /// Sealing threads of a running worker, through its admin RPC.
+    Worker {
+        /// The worker's admin address (default: from the config's
+        /// worker.rpc_server, else 127.0.0.1:17890).
+        #[arg(long, value_name = "HOST:PORT")]
+        host: Option<String>,
+        #[arg(
+            short = 'c',
+            long = "config",
+            env = "DAMOCLES_WORKER_CONFIG",
+            value_name = "FILE"
+        )]
+        config: Option<std::path::PathBuf>,
+        #[command(subcommand)]
+        cmd: WorkerCmd,
+    },
     /// Worker config files (damocles-worker's TOML format).
     Config {
         #[command(subcommand)]
         cmd: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkerCmd {
+    /// Each thread: what it does, its sector and state, its last error.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a thread before its next step.
+    Pause {
+        #[arg(long)]
+        index: usize,
+    },
+    /// Resume a paused thread, optionally setting its sector's state by name.
+    Resume {
+        #[arg(long)]
+        index: usize,
+        #[arg(long)]
+        state: Option<String>,
     },
 }
 
@@ -132,10 +170,90 @@ fn run() -> Result<()> {
         Cmd::Config {
             cmd: ConfigCmd::Check { config },
         } => check(&config),
+        Cmd::Worker { host, config, cmd } => {
+            tokio::runtime::Runtime::new()?.block_on(worker_cmd(host, config, cmd))
+        }
         Cmd::Daemon { config } => {
             tokio::runtime::Runtime::new()?.block_on(damocles_worker::daemon::run(&config))
         }
     }
+}
+
+async fn worker_cmd(
+    host: Option<String>,
+    config: Option<std::path::PathBuf>,
+    cmd: WorkerCmd,
+) -> Result<()> {
+    use damocles_worker::admin::WorkerAdminApiClient;
+    let host = match (host, config) {
+        (Some(h), _) => h,
+        (None, Some(c)) => {
+            let cfg = damocles_worker::config::load(&c)?.config;
+            let h = cfg
+                .worker
+                .rpc_server
+                .host
+                .unwrap_or_else(|| "127.0.0.1".into());
+            let h = if h == "0.0.0.0" {
+                "127.0.0.1".to_string()
+            } else {
+                h
+            };
+            format!("{h}:{}", cfg.worker.rpc_server.port)
+        }
+        (None, None) => "127.0.0.1:17890".into(),
+    };
+    let client =
+        jsonrpsee::http_client::HttpClientBuilder::default().build(format!("http://{host}"))?;
+    let rpc = |e: jsonrpsee::core::ClientError| anyhow::anyhow!("worker at {host}: {e}");
+    match cmd {
+        WorkerCmd::List { json } => {
+            let threads = client.worker_list().await.map_err(rpc)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&threads)?);
+                return Ok(());
+            }
+            println!(
+                "{:<5} {:<10} {:<16} {:<22} {:<28} LAST ERROR",
+                "INDEX", "THREAD", "SECTOR", "STATE", "LOCATION"
+            );
+            for t in threads {
+                let thread = match &t.thread_state {
+                    damocles_worker::sealing::ctrl::ThreadState::Idle => "idle".to_string(),
+                    damocles_worker::sealing::ctrl::ThreadState::Paused { elapsed } => {
+                        format!("paused {elapsed}s")
+                    }
+                    damocles_worker::sealing::ctrl::ThreadState::Running { elapsed, .. } => {
+                        format!("running {elapsed}s")
+                    }
+                    damocles_worker::sealing::ctrl::ThreadState::Waiting { elapsed } => {
+                        format!("waiting {elapsed}s")
+                    }
+                };
+                println!(
+                    "{:<5} {:<10} {:<16} {:<22} {:<28} {}",
+                    t.index,
+                    thread,
+                    t.job_id.unwrap_or_else(|| "-".into()),
+                    t.job_state,
+                    t.location,
+                    t.last_error.unwrap_or_default()
+                );
+            }
+        }
+        WorkerCmd::Pause { index } => {
+            client.worker_pause(index).await.map_err(rpc)?;
+            println!("thread {index}: pause requested (it stops before its next step)");
+        }
+        WorkerCmd::Resume { index, state } => {
+            let was = client.worker_resume(index, state).await.map_err(rpc)?;
+            println!(
+                "thread {index}: {}",
+                if was { "resumed" } else { "was not paused" }
+            );
+        }
+    }
+    Ok(())
 }
 
 fn check(path: &std::path::Path) -> Result<()> {

@@ -18,6 +18,7 @@ use jsonrpsee::core::ClientError;
 use tracing::{info, warn};
 use vc_processors::tasks::{self as tasks, prover_id};
 
+use super::ctrl::Ctrl;
 use super::doc_store::DocStore;
 use super::state::{Event, SectorDoc, State};
 use crate::config::{AttachedStore, Sealing};
@@ -69,6 +70,7 @@ pub struct SealingThread {
     pub location: PathBuf,
     pub sealing: Sealing,
     pub instance: String,
+    pub ctrl: Arc<Ctrl>,
     store: DocStore,
     client: ManagerClient,
     processors: Arc<Processors>,
@@ -96,11 +98,13 @@ impl SealingThread {
         std::fs::create_dir_all(&location)
             .with_context(|| format!("create sealing location {}", location.display()))?;
         let store = DocStore::open(&location)?;
+        let ctrl = Arc::new(Ctrl::new(index, location.display().to_string()));
         Ok(SealingThread {
             index,
             location,
             sealing,
             instance,
+            ctrl,
             store,
             client,
             processors,
@@ -112,6 +116,26 @@ impl SealingThread {
         self.store.load()
     }
 
+    /// `WorkerResume` with a state: set it as is, without checking the
+    /// transition (as damocles does; for an operator who knows better).
+    pub fn force_state(&self, state: State) -> anyhow::Result<()> {
+        let mut doc = self.store.load()?;
+        warn!(thread = self.index, from = %doc.state, to = %state, "state set by the operator");
+        doc.state = state;
+        doc.retries = 0;
+        doc.last_error = None;
+        self.store.save(&doc)
+    }
+
+    /// Waits while paused (by the operator, or with `why` after a failure);
+    /// applies a state the resume forces.
+    pub async fn pause(&self, why: Option<String>) -> anyhow::Result<()> {
+        if let Some(state) = self.ctrl.wait_while_paused(why).await {
+            self.force_state(state)?;
+        }
+        Ok(())
+    }
+
     /// Drives the thread's sector (a saved one first) until it finishes,
     /// aborts, the manager has none, or a failure pauses the thread.
     pub async fn run_sector(&mut self) -> anyhow::Result<Outcome> {
@@ -121,6 +145,14 @@ impl SealingThread {
             self.store.save(&doc)?;
         }
         loop {
+            if self.ctrl.pause_requested() {
+                self.pause(None).await?;
+                doc = self.store.load()?;
+            }
+            let job = doc
+                .sector
+                .map(|s| format!("s-t0{}-{}", s.id.miner, s.id.number));
+            self.ctrl.working(job, doc.state);
             if doc.state == State::Finished {
                 let id = doc.sector.expect("a finished sector has an id").id;
                 self.client
@@ -135,12 +167,16 @@ impl SealingThread {
             }
             let prev = doc.state;
             match self.step(&doc).await {
-                Ok(None) => return Ok(Outcome::Idle),
+                Ok(None) => {
+                    self.ctrl.idle();
+                    return Ok(Outcome::Idle);
+                }
                 Ok(Some(event)) => {
                     let name = event.name();
                     doc.apply(event)
                         .map_err(|e| anyhow!("sealing thread {}: {e}", self.index))?;
                     self.store.save(&doc)?;
+                    self.ctrl.error(None);
                     info!(thread = self.index, from = %prev, to = %doc.state, "sector state");
                     if let Some(finalized) = self.report(&doc, prev, name, None).await {
                         let id = doc.sector.expect("reported sectors have ids").id;
@@ -153,6 +189,7 @@ impl SealingThread {
                 Err(Failure::Temporary(e)) => {
                     doc.retries += 1;
                     doc.last_error = Some(format!("{e:#}"));
+                    self.ctrl.error(doc.last_error.clone());
                     self.store.save(&doc)?;
                     if doc.retries > self.sealing.max_retries {
                         let msg = format!("{} after {} tries: {e:#}", doc.state, doc.retries);

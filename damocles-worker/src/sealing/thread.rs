@@ -149,10 +149,12 @@ impl SealingThread {
                 self.pause(None).await?;
                 doc = self.store.load()?;
             }
-            let job = doc
-                .sector
-                .map(|s| format!("s-t0{}-{}", s.id.miner, s.id.number));
-            self.ctrl.working(job, doc.state);
+            // Asking the manager for a sector is not work: an idle thread
+            // stays idle in `worker list` until it has one.
+            if let Some(s) = doc.sector {
+                let job = format!("s-t0{}-{}", s.id.miner, s.id.number);
+                self.ctrl.working(Some(job), doc.state);
+            }
             if doc.state == State::Finished {
                 let id = doc.sector.expect("a finished sector has an id").id;
                 self.client

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use damocles_devnet::Policy;
 use serde::{Deserialize, Serialize};
 
@@ -228,40 +228,24 @@ impl Default for DevnetConfig {
 
 /// `2KiB` → 2048.
 pub fn parse_sector_size(s: &str) -> Result<u64> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| anyhow!("{s:?} is not a size like 2KiB or 32GiB"))?;
-    let mul = match unit {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        _ => bail!("{s:?}: unknown unit {unit:?} (B, KiB, MiB, GiB)"),
-    };
-    Ok(n * mul)
+    damocles_config::parse_size(s).map_err(anyhow::Error::msg)
 }
 
 /// A loaded config and the keys it had that this version does not know.
-pub struct Loaded {
-    pub config: ManagerConfig,
-    pub unknown_keys: Vec<String>,
-}
+pub type Loaded = damocles_config::Loaded<ManagerConfig>;
 
 pub fn load(path: &Path) -> Result<Loaded> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("read config {}", path.display()))?;
-    parse(&text).with_context(|| format!("config {}", path.display()))
+    damocles_config::load(path)
 }
 
 pub fn parse(text: &str) -> Result<Loaded> {
-    let loaded = damocles_config::parse::<ManagerConfig>(text)?;
-    loaded.config.validate()?;
-    Ok(Loaded {
-        config: loaded.config,
-        unknown_keys: loaded.unknown_keys,
-    })
+    damocles_config::parse_valid(text)
+}
+
+impl damocles_config::Validate for ManagerConfig {
+    fn validate(&self) -> Result<()> {
+        ManagerConfig::validate(self)
+    }
 }
 
 impl ManagerConfig {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
 /// Stages that can have `[[processors.<stage>]]` entries.
@@ -270,33 +270,12 @@ impl Sealing {
 
 /// The seal proof damocles uses for a sector size (the current V1_1 ones).
 pub fn seal_proof_for(size: u64) -> Option<filecoin_proofs_api::RegisteredSealProof> {
-    use filecoin_proofs_api::RegisteredSealProof::*;
-    Some(match size {
-        2048 => StackedDrg2KiBV1_1,
-        0x80_0000 => StackedDrg8MiBV1_1,
-        0x2000_0000 => StackedDrg512MiBV1_1,
-        0x8_0000_0000 => StackedDrg32GiBV1_1,
-        0x10_0000_0000 => StackedDrg64GiBV1_1,
-        _ => return None,
-    })
+    damocles_api::SealProof::for_sector_size(size).map(|p| p.0)
 }
 
 /// `2KiB`, `32GiB` → bytes.
 pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| anyhow!("{s:?} is not a size like 2KiB or 32GiB"))?;
-    let mul: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        other => bail!("{s:?}: unknown unit {other:?} (KiB, MiB, GiB)"),
-    };
-    Ok(n * mul)
+    damocles_config::parse_size(s).map_err(anyhow::Error::msg)
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -459,25 +438,21 @@ impl ProcessorEntry {
     }
 }
 
-/// A loaded config, its unknown keys, and the known keys it will not act on.
-pub struct Loaded {
-    pub config: WorkerConfig,
-    pub unknown_keys: Vec<String>,
-}
+/// A loaded config and the keys it had that this version does not know.
+pub type Loaded = damocles_config::Loaded<WorkerConfig>;
 
 pub fn load(path: &Path) -> Result<Loaded> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("read config {}", path.display()))?;
-    parse(&text).with_context(|| format!("config {}", path.display()))
+    damocles_config::load(path)
 }
 
 pub fn parse(text: &str) -> Result<Loaded> {
-    let loaded = damocles_config::parse::<WorkerConfig>(text)?;
-    loaded.config.validate()?;
-    Ok(Loaded {
-        config: loaded.config,
-        unknown_keys: loaded.unknown_keys,
-    })
+    damocles_config::parse_valid(text)
+}
+
+impl damocles_config::Validate for WorkerConfig {
+    fn validate(&self) -> Result<()> {
+        WorkerConfig::validate(self)
+    }
 }
 
 impl WorkerConfig {

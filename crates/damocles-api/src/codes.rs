@@ -96,6 +96,19 @@ const SEAL_PROOFS: [RegisteredSealProof; 20] = {
 };
 
 impl SealProof {
+    /// The seal proof sectors of `size` bytes get (the current V1_1 ones).
+    pub fn for_sector_size(size: u64) -> Option<SealProof> {
+        use RegisteredSealProof::*;
+        Some(SealProof(match size {
+            2048 => StackedDrg2KiBV1_1,
+            0x80_0000 => StackedDrg8MiBV1_1,
+            0x2000_0000 => StackedDrg512MiBV1_1,
+            0x8_0000_0000 => StackedDrg32GiBV1_1,
+            0x10_0000_0000 => StackedDrg64GiBV1_1,
+            _ => return None,
+        }))
+    }
+
     pub fn code(self) -> i64 {
         SEAL_PROOFS
             .iter()

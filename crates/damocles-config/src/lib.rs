@@ -5,7 +5,48 @@
 //! for the caller to warn about. A key of the wrong type or with a bad value is
 //! an error that names the key (`Miners[0].Actor`), never a bare "invalid type".
 
+use std::path::Path;
+
 use serde::de::DeserializeOwned;
+
+/// Checks a parsed config needs beyond its types; errors name the key.
+pub trait Validate {
+    fn validate(&self) -> anyhow::Result<()>;
+}
+
+/// Reads and parses `path`, then validates; errors name the file and the key.
+pub fn load<T: DeserializeOwned + Validate>(path: &Path) -> anyhow::Result<Loaded<T>> {
+    use anyhow::Context;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("read config {}", path.display()))?;
+    parse_valid(&text).with_context(|| format!("config {}", path.display()))
+}
+
+/// Parses `text`, then validates.
+pub fn parse_valid<T: DeserializeOwned + Validate>(text: &str) -> anyhow::Result<Loaded<T>> {
+    let loaded = parse::<T>(text)?;
+    loaded.config.validate()?;
+    Ok(loaded)
+}
+
+/// A size as configs write it: `2048`, `2KiB`, `32GiB` → bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 2KiB or 32GiB"))?;
+    let mul: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => return Err(format!("{s:?}: unknown unit {other:?} (B, KiB, MiB, GiB)")),
+    };
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
 
 /// A parsed config and the keys it held that the type has no place for.
 #[derive(Debug)]
@@ -76,5 +117,14 @@ mod tests {
         let e = parse::<Cfg>("[server]\nport = 1\n[[items]]\nport = 70000\n").unwrap_err();
         assert_eq!(e.key, "items[0].port");
         assert!(parse::<Cfg>("[server\n").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("2KiB"), Ok(2048));
+        assert_eq!(parse_size("32GiB"), Ok(32 << 30));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert!(parse_size("2KB").is_err());
+        assert!(parse_size("x").is_err());
     }
 }

@@ -78,19 +78,13 @@ fn now_ms() -> u64 {
 
 /// The seal proof the devnet gives a miner of `sector_size`.
 pub fn seal_proof_for(sector_size: u64) -> Result<RegisteredSealProof> {
-    use RegisteredSealProof::*;
-    Ok(match sector_size {
-        2048 => StackedDrg2KiBV1_1,
-        0x80_0000 => StackedDrg8MiBV1_1,
-        0x2000_0000 => StackedDrg512MiBV1_1,
-        0x8_0000_0000 => StackedDrg32GiBV1_1,
-        0x10_0000_0000 => StackedDrg64GiBV1_1,
-        other => {
-            return Err(ChainError::Invalid(format!(
-                "no seal proof for sector size {other} bytes (2KiB, 8MiB, 512MiB, 32GiB, 64GiB)"
-            )))
-        }
-    })
+    damocles_api::SealProof::for_sector_size(sector_size)
+        .map(|p| p.0)
+        .ok_or_else(|| {
+            ChainError::Invalid(format!(
+                "no seal proof for sector size {sector_size} bytes (2KiB, 8MiB, 512MiB, 32GiB, 64GiB)"
+            ))
+        })
 }
 
 /// The window PoSt proof of a miner of `sector_size` (the current, V1_2 ones).

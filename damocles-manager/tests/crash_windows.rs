@@ -63,10 +63,8 @@ async fn landed(s: &Sealer, id: SectorID) -> PollStateResp {
     panic!("never landed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_precommit_sent_but_not_recorded_is_adopted_from_the_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let (s, devnet, db) = manager(dir.path()).await;
+/// A new sector with its ticket (drawn a few epochs in), and a precommit for it.
+async fn allocated_with_ticket(s: &Sealer) -> (AllocatedSector, PreCommitOnChainInfo) {
     let spec = AllocateSectorSpec {
         allowed_miners: Some(vec![1000]),
         allowed_proof_types: None,
@@ -79,6 +77,15 @@ async fn a_precommit_sent_but_not_recorded_is_adopted_from_the_chain() {
         comm_d: [2; 32],
         ticket,
     };
+    (sector, info)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_precommit_sent_but_not_recorded_is_adopted_from_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, devnet, db) = manager(dir.path()).await;
+    let (sector, info) = allocated_with_ticket(&s).await;
+    let ticket = info.ticket;
 
     // A previous SubmitPreCommit sent this message, then the manager died
     // before recording it.
@@ -123,18 +130,7 @@ async fn a_precommit_sent_but_not_recorded_is_adopted_from_the_chain() {
 async fn a_precommit_recorded_but_not_sent_is_sent_on_retry() {
     let dir = tempfile::tempdir().unwrap();
     let (s, _devnet, db) = manager(dir.path()).await;
-    let spec = AllocateSectorSpec {
-        allowed_miners: Some(vec![1000]),
-        allowed_proof_types: None,
-    };
-    let sector = s.allocate_sector(spec, None).await.unwrap().unwrap();
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    let ticket = s.assign_ticket(sector.id).await.unwrap();
-    let info = PreCommitOnChainInfo {
-        comm_r: [1; 32],
-        comm_d: [2; 32],
-        ticket,
-    };
+    let (sector, info) = allocated_with_ticket(&s).await;
     // The record was written, then the manager died before sending.
     db.update(sector.id, move |st| {
         st.pre = Some(info);

@@ -54,6 +54,17 @@ fn rpc(what: &str, e: ClientError) -> Failure {
     }
 }
 
+/// The answer to SubmitPreCommit / SubmitProof as the next event: accepted
+/// moves on, rejected aborts the sector, anything else needs a person.
+fn submitted(what: &str, r: SubmitResp, ok: Event) -> Step<Event> {
+    let desc = r.desc.unwrap_or_default();
+    match r.res {
+        SubmitResult::Accepted | SubmitResult::DuplicateSubmit => Ok(ok),
+        SubmitResult::Rejected => Err(Failure::Abort(format!("{what} rejected: {desc}"))),
+        other => Err(Failure::Permanent(anyhow!("{what} {other:?}: {desc}"))),
+    }
+}
+
 /// What a round of [`SealingThread::run_sector`] ended with.
 #[derive(Debug)]
 pub enum Outcome {
@@ -293,6 +304,34 @@ impl SealingThread {
         }
     }
 
+    /// Polls a submitted message every `rpc_polling_interval` until it leaves
+    /// the pool: `landed` when it took effect, `resubmit` when it failed.
+    async fn until_landed<F, Fut>(
+        &self,
+        what: &str,
+        landed: Event,
+        resubmit: Event,
+        poll: F,
+    ) -> Step<Event>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<PollStateResp, ClientError>>,
+    {
+        loop {
+            let r = poll().await.map_err(|e| rpc(what, e))?;
+            let desc = r.desc.unwrap_or_default();
+            match r.state {
+                OnChainState::Landed => return Ok(landed),
+                OnChainState::Pending | OnChainState::Packed => {
+                    tokio::time::sleep(self.sealing.rpc_polling_interval).await
+                }
+                OnChainState::Failed => return Ok(resubmit),
+                OnChainState::ShouldAbort => return Err(Failure::Abort(format!("{what}: {desc}"))),
+                other => return Err(Failure::Permanent(anyhow!("{what} {other:?}: {desc}"))),
+            }
+        }
+    }
+
     /// Does the work of the current state; `None` when there is nothing to do.
     async fn step(&self, doc: &SectorDoc) -> Step<Option<Event>> {
         let c = &self.client;
@@ -428,51 +467,16 @@ impl SealingThread {
                     })
                     .await
                     .map_err(|e| rpc("SubmitPreCommit", e))?;
-                match r.res {
-                    SubmitResult::Accepted | SubmitResult::DuplicateSubmit => Event::SubmitPC,
-                    SubmitResult::Rejected => {
-                        return Err(Failure::Abort(format!(
-                            "precommit rejected: {}",
-                            r.desc.unwrap_or_default()
-                        )))
-                    }
-                    other => {
-                        return Err(Failure::Permanent(anyhow!(
-                            "precommit {other:?}: {}",
-                            r.desc.unwrap_or_default()
-                        )))
-                    }
-                }
+                submitted("precommit", r, Event::SubmitPC)?
             }
             State::PCSubmitted => {
                 let s = sector.expect("allocated");
-                loop {
-                    let r = c
-                        .call("PollPreCommitState", |c| async move {
-                            c.poll_pre_commit_state(s.id).await
-                        })
-                        .await
-                        .map_err(|e| rpc("PollPreCommitState", e))?;
-                    match r.state {
-                        OnChainState::Landed => break Event::CheckPC,
-                        OnChainState::Pending | OnChainState::Packed => {
-                            tokio::time::sleep(self.sealing.rpc_polling_interval).await
-                        }
-                        OnChainState::Failed => break Event::ReSubmitPC,
-                        OnChainState::ShouldAbort => {
-                            return Err(Failure::Abort(format!(
-                                "precommit: {}",
-                                r.desc.unwrap_or_default()
-                            )))
-                        }
-                        other => {
-                            return Err(Failure::Permanent(anyhow!(
-                                "precommit {other:?}: {}",
-                                r.desc.unwrap_or_default()
-                            )))
-                        }
-                    }
-                }
+                self.until_landed("precommit", Event::CheckPC, Event::ReSubmitPC, || {
+                    c.call("PollPreCommitState", |c| async move {
+                        c.poll_pre_commit_state(s.id).await
+                    })
+                })
+                .await?
             }
             State::PCLanded => {
                 let s = sector.expect("allocated");
@@ -626,51 +630,16 @@ impl SealingThread {
                     })
                     .await
                     .map_err(|e| rpc("SubmitProof", e))?;
-                match r.res {
-                    SubmitResult::Accepted | SubmitResult::DuplicateSubmit => Event::SubmitProof,
-                    SubmitResult::Rejected => {
-                        return Err(Failure::Abort(format!(
-                            "proof rejected: {}",
-                            r.desc.unwrap_or_default()
-                        )))
-                    }
-                    other => {
-                        return Err(Failure::Permanent(anyhow!(
-                            "proof {other:?}: {}",
-                            r.desc.unwrap_or_default()
-                        )))
-                    }
-                }
+                submitted("proof", r, Event::SubmitProof)?
             }
             State::ProofSubmitted => {
                 let s = sector.expect("allocated");
-                loop {
-                    let r = c
-                        .call("PollProofState", |c| async move {
-                            c.poll_proof_state(s.id).await
-                        })
-                        .await
-                        .map_err(|e| rpc("PollProofState", e))?;
-                    match r.state {
-                        OnChainState::Landed => break Event::Finish,
-                        OnChainState::Pending | OnChainState::Packed => {
-                            tokio::time::sleep(self.sealing.rpc_polling_interval).await
-                        }
-                        OnChainState::Failed => break Event::ReSubmitProof,
-                        OnChainState::ShouldAbort => {
-                            return Err(Failure::Abort(format!(
-                                "prove-commit: {}",
-                                r.desc.unwrap_or_default()
-                            )))
-                        }
-                        other => {
-                            return Err(Failure::Permanent(anyhow!(
-                                "prove-commit {other:?}: {}",
-                                r.desc.unwrap_or_default()
-                            )))
-                        }
-                    }
-                }
+                self.until_landed("prove-commit", Event::Finish, Event::ReSubmitProof, || {
+                    c.call("PollProofState", |c| async move {
+                        c.poll_proof_state(s.id).await
+                    })
+                })
+                .await?
             }
             State::Finished | State::Aborted => return Ok(None),
         }))

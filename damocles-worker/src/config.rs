@@ -102,7 +102,21 @@ impl Default for RpcServer {
 #[serde(default)]
 pub struct MetricsSection {
     pub enable: bool,
+    /// Where `/metrics` is served (default `0.0.0.0:9000`, as damocles).
     pub http_listen: Option<String>,
+}
+
+impl MetricsSection {
+    /// The address to serve on, when enabled.
+    pub fn listen(&self) -> Result<Option<std::net::SocketAddr>> {
+        if !self.enable {
+            return Ok(None);
+        }
+        let addr = self.http_listen.as_deref().unwrap_or("0.0.0.0:9000");
+        addr.parse().map(Some).map_err(|e| {
+            anyhow!("key metrics.http_listen: {addr:?} is not an address like 127.0.0.1:9000: {e}")
+        })
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -459,6 +473,7 @@ impl WorkerConfig {
     /// Everything that can be checked without I/O; each error names its key.
     pub fn validate(&self) -> Result<()> {
         self.sector_manager.url()?;
+        self.metrics.listen()?;
         if self.sealing_thread.is_empty() {
             bail!(
                 "key sealing_thread: no [[sealing_thread]] configured; a worker needs at least one"
@@ -559,9 +574,6 @@ impl WorkerConfig {
         }
         if !self.processors.static_tree_d.is_empty() {
             out.push("processors.static_tree_d".into());
-        }
-        if self.metrics.enable {
-            out.push("metrics.enable".into());
         }
         if !self.worker.scan_persist_stores.is_empty() {
             out.push("worker.scan_persist_stores".into());

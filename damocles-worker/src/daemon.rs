@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, Sealing};
 use crate::manager_client::{ManagerClient, RetryPolicy};
+use crate::metrics::{SectorOutcomes, WorkerMetrics};
 use crate::processors::Processors;
 use crate::sealing::thread::{Outcome, SealingThread};
 
@@ -70,6 +71,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
     let instance = instance_name(&cfg);
     let mut handles = Vec::new();
     let mut ctrls = Vec::new();
+    let outcomes = SectorOutcomes::default();
     for (i, t) in cfg.sealing_thread.iter().enumerate() {
         let sealing = Sealing::resolve(
             &cfg.sealing,
@@ -86,14 +88,17 @@ pub async fn run(config_path: &Path) -> Result<()> {
             cfg.attached.clone(),
         )?;
         ctrls.push(Arc::clone(&thread.ctrl));
+        let outcomes = outcomes.clone();
         handles.push(tokio::spawn(async move {
             loop {
                 match thread.run_sector().await {
                     Ok(Outcome::Finished(id)) => {
+                        outcomes.count("finished");
                         info!(thread = i, sector = %format!("s-t0{}-{}", id.miner, id.number), "sector finished");
                         tokio::time::sleep(sealing.seal_interval).await;
                     }
                     Ok(Outcome::Aborted(id, reason)) => {
+                        outcomes.count("aborted");
                         warn!(thread = i, sector = %format!("s-t0{}-{}", id.miner, id.number), %reason, "sector aborted");
                     }
                     Ok(Outcome::Idle) => tokio::time::sleep(sealing.recover_interval).await,
@@ -132,6 +137,12 @@ pub async fn run(config_path: &Path) -> Result<()> {
         },
     )
     .await?;
+    if let Some(addr) = cfg.metrics.listen()? {
+        let metrics =
+            WorkerMetrics::new(&instance, ctrls.clone(), Arc::clone(&processors), outcomes);
+        let bound = crate::metrics::serve(addr, Arc::new(metrics)).await?;
+        info!(addr = %bound, "metrics on /metrics");
+    }
     tokio::spawn(ping(
         client.clone(),
         instance.clone(),

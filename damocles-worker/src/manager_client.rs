@@ -7,6 +7,7 @@
 //! answer, and goes back to the caller as is (11001 means abort the sector).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -37,11 +38,15 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Told of each failed try before the next: `(call, error)`.
+pub type RetryObserver = Arc<dyn Fn(&str, &ClientError) + Send + Sync>;
+
 #[derive(Clone)]
 pub struct ManagerClient {
     client: HttpClient,
     url: String,
     retry: RetryPolicy,
+    observer: Option<RetryObserver>,
 }
 
 /// Errors worth another try: the manager was not reached or did not answer.
@@ -70,7 +75,21 @@ impl ManagerClient {
             .request_timeout(Duration::from_secs(60))
             .build(&url)
             .with_context(|| format!("RPC client for {url}"))?;
-        Ok(ManagerClient { client, url, retry })
+        Ok(ManagerClient {
+            client,
+            url,
+            retry,
+            observer: None,
+        })
+    }
+
+    /// A clone that also tells `observer` of each retry (a sealing thread
+    /// shows it as its last error while it waits for the manager).
+    pub fn observed(&self, observer: RetryObserver) -> ManagerClient {
+        ManagerClient {
+            observer: Some(observer),
+            ..self.clone()
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -96,7 +115,12 @@ impl ManagerClient {
         (|| call(self.client.clone()))
             .retry(backoff)
             .when(is_transient)
-            .notify(|e, wait| warn!(call = what, manager = %self.url, error = %e, retry_in = ?wait, "manager unreachable, retrying"))
+            .notify(|e, wait| {
+                warn!(call = what, manager = %self.url, error = %e, retry_in = ?wait, "manager unreachable, retrying");
+                if let Some(observe) = &self.observer {
+                    observe(what, e);
+                }
+            })
             .await
     }
 }

@@ -24,6 +24,7 @@ use vc_processors::sys::Placement;
 use vc_processors::{Ctx, Processor, Task};
 
 use crate::config::{self, PROCESSOR_STAGES};
+use crate::metrics::StageMetrics;
 
 /// Capacity used for an entry without `concurrent` (as damocles ranks them).
 const UNBOUNDED: usize = 64;
@@ -69,6 +70,7 @@ struct StageLimits {
 pub struct Processors {
     children: HashMap<String, Vec<Child>>,
     limits: HashMap<String, StageLimits>,
+    stages: StageMetrics,
 }
 
 /// The producer config of one entry, defaults filled in.
@@ -153,7 +155,16 @@ impl Processors {
         for (stage, d) in cfg.staggered()? {
             limits.entry(stage).or_default().stagger = Some((d, Mutex::new(None)));
         }
-        Ok(Processors { children, limits })
+        Ok(Processors {
+            children,
+            limits,
+            stages: StageMetrics::default(),
+        })
+    }
+
+    /// Where each stage's duration is recorded.
+    pub fn stage_metrics(&self) -> &StageMetrics {
+        &self.stages
     }
 
     /// Whether `stage` runs in ext-processors (else builtin).
@@ -200,6 +211,21 @@ impl Processors {
         BuiltinProcessor: Processor<T>,
     {
         let _token = self.enter(T::STAGE).await;
+        // Timed from when the stage's limits let the task in: waiting for a
+        // free child counts, waiting behind `limitation` does not.
+        let started = Instant::now();
+        let out = self.dispatch(task).await;
+        self.stages
+            .observe(T::STAGE, out.is_ok(), started.elapsed());
+        out
+    }
+
+    async fn dispatch<T>(&self, task: T) -> Result<T::Output>
+    where
+        T: Task + Send + 'static,
+        T::Output: Send + 'static,
+        BuiltinProcessor: Processor<T>,
+    {
         match self.children.get(T::STAGE) {
             None => tokio::task::spawn_blocking(move || {
                 BuiltinProcessor::default().process(task, &Ctx::detached())

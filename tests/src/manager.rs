@@ -70,6 +70,17 @@ impl ManagerProcess {
         self.0.client(token).expect("http client")
     }
 
+    /// Writes the port the manager serves on now into its config, so that
+    /// a restart listens there again (clients configured with the address,
+    /// like a worker, find it after a restart).
+    pub fn pin_port(&self) {
+        let cfg = self.home.join("sector-manager.cfg");
+        let text = std::fs::read_to_string(&cfg)
+            .expect("read sector-manager.cfg")
+            .replace("127.0.0.1:0", &self.authority());
+        std::fs::write(&cfg, text).expect("write sector-manager.cfg");
+    }
+
     /// `host:port` of the server.
     pub fn authority(&self) -> String {
         self.url

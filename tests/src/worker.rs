@@ -13,11 +13,44 @@ use damocles_api::{SectorID, SectorState};
 use crate::manager::ManagerProcess;
 use crate::workspace_bin;
 
-/// Writes `<dir>/worker.toml`: one sealing thread in `<dir>/sealing-1`, the
-/// manager's store-1 attached, pc1/pc2 in the worker's own children and c2 in
-/// the verified-c2 example.
+/// What a test worker runs beyond the common parts.
+pub struct Setup {
+    /// Sealing threads, in `<dir>/sealing-1`, `<dir>/sealing-2`, ...
+    pub threads: usize,
+    /// The `[processors]` part of the config, verbatim.
+    pub processors: String,
+}
+
+impl Default for Setup {
+    /// One thread; pc1/pc2 in the worker's own children, c2 in the
+    /// verified-c2 example, the other stages builtin.
+    fn default() -> Setup {
+        Setup {
+            threads: 1,
+            processors: format!(
+                "[[processors.pc1]]\n[[processors.pc2]]\n\n[[processors.c2]]\nbin = \"{}\"\n",
+                workspace_bin("example-verified-c2", "verified-c2").display()
+            ),
+        }
+    }
+}
+
+/// Writes `<dir>/worker.toml` for the default [`Setup`].
 pub fn write_config(dir: &Path, m: &ManagerProcess, token: &str) -> PathBuf {
-    let c2_bin = workspace_bin("example-verified-c2", "verified-c2");
+    write_config_with(dir, m, token, &Setup::default())
+}
+
+/// Writes `<dir>/worker.toml`: the setup's threads and processors, the
+/// manager's store-1 attached, fast retries and polls.
+pub fn write_config_with(dir: &Path, m: &ManagerProcess, token: &str, setup: &Setup) -> PathBuf {
+    let threads: String = (1..=setup.threads)
+        .map(|i| {
+            format!(
+                "[[sealing_thread]]\nlocation = \"{}\"\n\n",
+                dir.join(format!("sealing-{i}")).display()
+            )
+        })
+        .collect();
     let cfg = dir.join("worker.toml");
     std::fs::write(
         &cfg,
@@ -25,6 +58,9 @@ pub fn write_config(dir: &Path, m: &ManagerProcess, token: &str) -> PathBuf {
             r#"
 [worker]
 name = "test-worker"
+ping_interval = "1s"
+rpc_server.host = "127.0.0.1"
+rpc_server.port = {admin_port}
 
 [sector_manager]
 rpc_client.addr = "{addr}"
@@ -37,28 +73,77 @@ recover_interval = "1s"
 rpc_polling_interval = "300ms"
 max_retries = 3
 
-[[sealing_thread]]
-location = "{loc}"
-
+{threads}
 [[attached]]
 name = "store-1"
 location = "{store}"
 
-[[processors.pc1]]
-[[processors.pc2]]
-
-[[processors.c2]]
-bin = "{c2}"
-args = []
+{processors}
 "#,
             addr = m.url.trim_end_matches("/rpc/v0"),
-            loc = dir.join("sealing-1").display(),
             store = m.home.join("store-1").display(),
-            c2 = c2_bin.display(),
+            processors = setup.processors,
+            admin_port = free_port(),
         ),
     )
     .unwrap();
     cfg
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// Pids of the children of `parent` whose command line contains every one of
+/// `words` (from /proc).
+pub fn children_of(parent: u32, words: &[&str]) -> Vec<u32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid != Some(parent) {
+            continue;
+        }
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if words.iter().all(|w| cmdline.contains(w)) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// `damocles-worker worker -c cfg <args>`: the admin CLI against the worker
+/// of that config. Stdout on success, stderr as the error.
+pub fn worker_cli(cfg: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(workspace_bin("damocles-worker", "damocles-worker"))
+        .args(["worker", "-c"])
+        .arg(cfg)
+        .args(args)
+        .output()
+        .expect("run damocles-worker worker");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// `worker list --json`: one object per sealing thread.
+pub fn list_threads(cfg: &Path) -> Vec<serde_json::Value> {
+    let out = worker_cli(cfg, &["list", "--json"]).unwrap_or_else(|e| panic!("worker list: {e}"));
+    serde_json::from_str(&out).expect("worker list --json")
 }
 
 /// `damocles-worker daemon -c cfg`, logging to `log`, in its own process group.

@@ -1,59 +1,93 @@
 //! The worker daemon end to end with real binaries: a manager with its devnet,
-//! and `damocles-worker daemon` whose sealing thread takes a sector from Empty
-//! to active on chain, with pc1 and pc2 in the worker's own `processor
-//! <stage>` children, c2 in the verified-c2 example ext-processor, the other
-//! stages builtin. The devnet verifies the proof. One C2 (~70 s).
+//! and `damocles-worker daemon` with two sealing threads that take four
+//! sectors from Empty to active on chain, with pc1 and pc2 in the worker's own
+//! `processor <stage>` children, c2 in the verified-c2 example ext-processor
+//! (one at a time: `limitation.concurrent.c2 = 1`), the other stages builtin.
+//! The devnet verifies every proof. Four C2s (~70 s each), one after another.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use damocles_api::cli::ManagerCliApiClient;
 use damocles_api::SectorID;
 use damocles_e2e::manager::{init_home, ManagerProcess};
 use damocles_e2e::proof_params;
-use damocles_e2e::worker::{kill_group, spawn, wait_for, write_config};
+use damocles_e2e::worker::{kill_group, spawn, wait_for, write_config_with, Setup};
 use fil_params::ParamSet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_seals_a_sector_to_active_through_ext_processors() {
+async fn two_sealing_threads_seal_four_sectors_to_active_through_ext_processors() {
     proof_params(&[ParamSet::Porep2KiB]);
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("manager");
-    // One sector only: the manager stops allocating after number 1.
+    // Four sectors: the manager stops allocating after number 4.
     init_home(&home, |c| {
-        c.replace("# MaxNumber = 1000000", "MaxNumber = 1")
+        c.replace("# MaxNumber = 1000000", "MaxNumber = 4")
     });
     let m = ManagerProcess::start(&home);
-    let cfg = write_config(dir.path(), &m, &m.token("write"));
+    let mut setup = Setup {
+        threads: 2,
+        ..Setup::default()
+    };
+    setup.processors += "\n[processors.limitation.concurrent]\nc2 = 1\n";
+    let cfg = write_config_with(dir.path(), &m, &m.token("write"), &setup);
     let log = dir.path().join("worker.log");
     let mut worker = spawn(&cfg, &log);
 
-    let id = SectorID {
-        miner: 1000,
-        number: 1,
-    };
-    let finished = wait_for(&m, &mut worker, &log, id, Duration::from_secs(400), |s| {
-        s.finalized
-    })
-    .await;
+    let admin = m.client(Some(&m.token("admin")));
+    let mut locations = BTreeSet::new();
+    for number in 1..=4 {
+        let id = SectorID {
+            miner: 1000,
+            number,
+        };
+        let finished = wait_for(&m, &mut worker, &log, id, Duration::from_secs(900), |s| {
+            s.finalized
+        })
+        .await;
+        assert_eq!(finished.persisted.as_deref(), Some("store-1"));
+        let state = finished
+            .latest_state
+            .expect("the worker reported its states");
+        assert_eq!(state.worker.instance, "test-worker");
+        locations.insert(state.worker.location);
+        let chain = admin
+            .chain_sector_info(id)
+            .await
+            .unwrap()
+            .expect("on chain");
+        assert_eq!(
+            chain.state, "Active",
+            "the devnet verified the proof of {id:?}"
+        );
+        assert!(home
+            .join(format!("store-1/sealed/s-t01000-{number}"))
+            .exists());
+    }
+    // The thread logs and wipes right after the manager has the sector finalized.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&log)
+        .unwrap()
+        .matches("sector finished")
+        .count()
+        < 4
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     kill_group(&mut worker);
 
-    assert_eq!(finished.persisted.as_deref(), Some("store-1"));
-    let state = finished
-        .latest_state
-        .expect("the worker reported its states");
-    assert_eq!(state.worker.instance, "test-worker");
-    let admin = m.client(Some(&m.token("admin")));
-    let chain = admin
-        .chain_sector_info(id)
-        .await
-        .unwrap()
-        .expect("on chain");
-    assert_eq!(chain.state, "Active", "the devnet verified the proof");
+    assert_eq!(locations.len(), 2, "both threads sealed: {locations:?}");
     let log = std::fs::read_to_string(&log).unwrap();
-    assert!(log.contains("sector finished"), "{log}");
-    assert!(
-        !dir.path().join("sealing-1/data/sealed/s-t01000-1").exists(),
-        "local files wiped after the proof landed"
-    );
-    assert!(home.join("store-1/sealed/s-t01000-1").exists());
+    assert_eq!(log.matches("sector finished").count(), 4, "{log}");
+    for thread in 1..=2 {
+        let sealed = dir.path().join(format!("sealing-{thread}/data/sealed"));
+        let left: Vec<_> = std::fs::read_dir(&sealed)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.is_empty(),
+            "local files wiped after the proofs landed: {left:?}"
+        );
+    }
 }

@@ -62,19 +62,9 @@ async fn the_token_is_sent_and_a_restarting_manager_is_waited_for() {
         .expect("a sector");
 
     // The manager goes away; the worker keeps asking until it is back. The
-    // restarted manager listens on a new port, so point the client at a fixed
-    // one: restart it on the port it had.
-    let port = m
-        .url
-        .trim_start_matches("http://127.0.0.1:")
-        .trim_end_matches("/rpc/v0")
-        .to_string();
+    // restarted manager listens on the port it had.
+    m.pin_port();
     m.kill9();
-    let cfg = home.join("sector-manager.cfg");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
-    std::fs::write(&cfg, text).unwrap();
     let restart = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
         ManagerProcess::start(&home)

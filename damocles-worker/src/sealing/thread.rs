@@ -110,6 +110,10 @@ impl SealingThread {
             .with_context(|| format!("create sealing location {}", location.display()))?;
         let store = DocStore::open(&location)?;
         let ctrl = Arc::new(Ctrl::new(index, location.display().to_string()));
+        let seen = Arc::clone(&ctrl);
+        let client = client.observed(Arc::new(move |call, e| {
+            seen.error(Some(format!("{call}: manager unreachable, retrying: {e}")))
+        }));
         Ok(SealingThread {
             index,
             location,
@@ -181,6 +185,7 @@ impl SealingThread {
             let prev = doc.state;
             match self.step(&doc).await {
                 Ok(None) => {
+                    self.ctrl.error(None);
                     self.ctrl.idle();
                     return Ok(Outcome::Idle);
                 }
@@ -591,6 +596,7 @@ impl SealingThread {
                     doc.seed.expect("seed").seed.0,
                 );
                 let (pc2, pieces) = (doc.pc2out.clone().expect("pc2"), doc.pieces.clone());
+                let started = std::time::Instant::now();
                 let c1 = tokio::task::spawn_blocking(move || {
                     vc_processors::builtin::seal_commit_phase1(
                         &cache,
@@ -604,9 +610,12 @@ impl SealingThread {
                     )
                 })
                 .await
-                .map_err(temporary)?
-                .map_err(temporary)?;
-                Event::C1(Box::new(c1))
+                .map_err(temporary)
+                .and_then(|r| r.map_err(temporary));
+                self.processors
+                    .stage_metrics()
+                    .observe("c1", c1.is_ok(), started.elapsed());
+                Event::C1(Box::new(c1?))
             }
             State::C1Done => {
                 let s = sector.expect("allocated");

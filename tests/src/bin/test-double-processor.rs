@@ -7,6 +7,11 @@
 //! `{"hang_until_cancelled": true}` returns once cancelled, `{"progress": n}`
 //! reports n steps; any task is echoed back as the output.
 //!
+//! `sealing <pc1|pc2>`: the real builtin stage behind the real consumer, made
+//! slow or stuck for the worker's fault tests: `TEST_DOUBLE_DELAY_MS` waits
+//! before each task; with `TEST_DOUBLE_HANG_ONCE=<file>`, the first task (no
+//! file yet) creates the file and never returns.
+//!
 //! Hand-written modes (raw lines, to misbehave below the consumer): `v1-strict`,
 //! `garbage`, `wrong-ready`, `exit-at-start`, `silent`, `reverse`,
 //! `crash-after-ready`, `mute` (reads requests, never answers).
@@ -16,7 +21,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use vc_processors::{run_consumer, Ctx, Task};
+use vc_processors::builtin::BuiltinProcessor;
+use vc_processors::tasks::{PC1, PC2};
+use vc_processors::{run_consumer, Ctx, Processor, Task};
 
 #[derive(Serialize, Deserialize)]
 #[serde(transparent)]
@@ -63,6 +70,36 @@ fn echo(t: Echo, ctx: &Ctx) -> anyhow::Result<Value> {
     Ok(t.0)
 }
 
+/// The builtin stage, delayed or stuck as the environment asks.
+fn sealing<T: Task>() -> anyhow::Result<()>
+where
+    BuiltinProcessor: Processor<T>,
+{
+    let delay = std::env::var("TEST_DOUBLE_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis);
+    let hang_once = std::env::var_os("TEST_DOUBLE_HANG_ONCE").map(std::path::PathBuf::from);
+    run_consumer::<T, _>(move |task: T, ctx: &Ctx| {
+        if let Some(marker) = &hang_once {
+            if std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(marker)
+                .is_ok()
+            {
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
+        }
+        if let Some(d) = delay {
+            std::thread::sleep(d);
+        }
+        BuiltinProcessor::default().process(task, ctx)
+    })
+}
+
 fn out(line: &str) {
     let mut o = std::io::stdout().lock();
     writeln!(o, "{line}").unwrap();
@@ -74,6 +111,13 @@ fn main() -> anyhow::Result<()> {
     let stdin = std::io::stdin();
     match mode.as_str() {
         "echo" => return run_consumer::<Echo, _>(echo),
+        "sealing" => {
+            return match std::env::args().nth(2).as_deref() {
+                Some("pc1") => sealing::<PC1>(),
+                Some("pc2") => sealing::<PC2>(),
+                other => anyhow::bail!("sealing: no stage {other:?} (pc1 or pc2)"),
+            }
+        }
         "exit-at-start" => std::process::exit(7),
         "silent" => {
             std::thread::sleep(Duration::from_secs(3600));

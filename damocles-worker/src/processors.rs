@@ -231,7 +231,8 @@ impl Processors {
                 BuiltinProcessor::default().process(task, &Ctx::detached())
             })
             .await
-            .map_err(|e| anyhow!("{} (builtin) panicked or was cancelled: {e}", T::STAGE))?,
+            .map_err(|e| anyhow!("{} (builtin) panicked or was cancelled: {e}", T::STAGE))?
+            .with_context(|| format!("{} (builtin)", T::STAGE)),
             Some(list) => {
                 // Most free capacity first, among those free right now.
                 let mut order: Vec<&Child> = list.iter().collect();

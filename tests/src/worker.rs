@@ -98,6 +98,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The value of the Prometheus sample `name` whose labels include all of
+/// `labels` (`key="value"` each), from a `/metrics` text.
+pub fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+        (n == name && labels.iter().all(|lb| rest.contains(lb)))
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}
+
 /// Pids of the children of `parent` whose command line contains every one of
 /// `words` (from /proc).
 pub fn children_of(parent: u32, words: &[&str]) -> Vec<u32> {

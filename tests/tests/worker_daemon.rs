@@ -3,16 +3,20 @@
 //! sectors from Empty to active on chain, with pc1 and pc2 in the worker's own
 //! `processor <stage>` children, c2 in the verified-c2 example ext-processor
 //! (one at a time: `limitation.concurrent.c2 = 1`), the other stages builtin.
-//! The devnet verifies every proof. Four C2s (~70 s each), one after another.
+//! The devnet verifies every proof; the worker's `/metrics` counts every stage.
+//! Four C2s (~70 s each), one after another.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use damocles_api::cli::ManagerCliApiClient;
 use damocles_api::SectorID;
+use damocles_e2e::manager::http;
 use damocles_e2e::manager::{init_home, ManagerProcess};
 use damocles_e2e::proof_params;
-use damocles_e2e::worker::{kill_group, spawn, wait_for, write_config_with, Setup};
+use damocles_e2e::worker::{
+    free_port, kill_group, sample, spawn, wait_for, write_config_with, Setup,
+};
 use fil_params::ParamSet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,7 +33,10 @@ async fn two_sealing_threads_seal_four_sectors_to_active_through_ext_processors(
         threads: 2,
         ..Setup::default()
     };
-    setup.processors += "\n[processors.limitation.concurrent]\nc2 = 1\n";
+    let metrics = format!("127.0.0.1:{}", free_port());
+    setup.processors += &format!(
+        "\n[processors.limitation.concurrent]\nc2 = 1\n\n[metrics]\nenable = true\nhttp_listen = \"{metrics}\"\n"
+    );
     let cfg = write_config_with(dir.path(), &m, &m.token("write"), &setup);
     let log = dir.path().join("worker.log");
     let mut worker = spawn(&cfg, &log);
@@ -75,7 +82,51 @@ async fn two_sealing_threads_seal_four_sectors_to_active_through_ext_processors(
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let (status, text) = http(&metrics, "GET", "/metrics", &[], "");
     kill_group(&mut worker);
+
+    assert_eq!(status, 200, "{text}");
+    for stage in ["add_pieces", "tree_d", "pc1", "pc2", "c1", "c2", "transfer"] {
+        let labels = [
+            &format!("stage=\"{stage}\"") as &str,
+            "outcome=\"ok\"",
+            "worker_name=\"test-worker\"",
+        ];
+        assert_eq!(
+            sample(&text, "damocles_worker_stage_seconds_count", &labels),
+            Some(4.0),
+            "{stage} ran once per sector:\n{text}"
+        );
+    }
+    assert_eq!(
+        sample(
+            &text,
+            "damocles_worker_sectors_total",
+            &["outcome=\"finished\""]
+        ),
+        Some(4.0),
+        "{text}"
+    );
+    let threads: f64 = ["idle", "running", "waiting", "paused"]
+        .iter()
+        .filter_map(|s| {
+            sample(
+                &text,
+                "damocles_worker_threads",
+                &[&format!("state=\"{s}\"")],
+            )
+        })
+        .sum();
+    assert_eq!(threads, 2.0, "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "damocles_worker_processor_restarts",
+            &["stage=\"c2\""]
+        ),
+        Some(0.0),
+        "{text}"
+    );
 
     assert_eq!(locations.len(), 2, "both threads sealed: {locations:?}");
     let log = std::fs::read_to_string(&log).unwrap();

@@ -1,0 +1,136 @@
+//! A worker facing a manager that is down, or a persist store it cannot
+//! write: the trouble shows in the log and in `worker list`'s last_error,
+//! the worker retries where retrying helps, and the sector is kept. No C2.
+
+use std::time::{Duration, Instant};
+
+use damocles_api::SectorID;
+use damocles_e2e::manager::{init_home, ManagerProcess};
+use damocles_e2e::proof_params;
+use damocles_e2e::worker::{
+    kill_group, list_threads, spawn, wait_for, worker_cli, write_config, write_config_with, Setup,
+};
+use fil_params::ParamSet;
+use serde_json::Value;
+
+/// Polls `worker list` until thread 0 satisfies `f`; panics with the log.
+fn wait_thread(
+    cfg: &std::path::Path,
+    log: &std::path::Path,
+    what: &str,
+    f: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(out) = worker_cli(cfg, &["list", "--json"]) {
+            let threads: Vec<Value> = serde_json::from_str(&out).unwrap();
+            if f(&threads[0]) {
+                return threads[0].clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn last_error(t: &Value) -> String {
+    t["last_error"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_that_is_down_shows_as_last_error_until_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("manager");
+    // Nothing to allocate: the threads only ever ask.
+    init_home(&home, |c| {
+        c.replace(
+            "Enabled = true\nEnableDeals",
+            "Enabled = false\nEnableDeals",
+        )
+    });
+    let mut m = ManagerProcess::start(&home);
+    m.pin_port();
+    let cfg = write_config(dir.path(), &m, &m.token("write"));
+    m.kill9();
+
+    let log = dir.path().join("worker.log");
+    let mut worker = spawn(&cfg, &log);
+    let t = wait_thread(&cfg, &log, "the outage in last_error", |t| {
+        last_error(t).contains("manager unreachable")
+    });
+    assert!(last_error(&t).contains("AllocateSector"), "{t}");
+    assert_eq!(
+        t["thread_state"]["state"], "Idle",
+        "waiting, not paused: {t}"
+    );
+
+    let _m = ManagerProcess::start(&home);
+    wait_thread(&cfg, &log, "the error cleared", |t| {
+        t["last_error"].is_null()
+    });
+    kill_group(&mut worker);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("manager unreachable, retrying"),
+        "logged:\n{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_be_written_pauses_the_thread_and_keeps_the_sector() {
+    proof_params(&[ParamSet::Porep2KiB]);
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("manager");
+    init_home(&home, |c| {
+        c.replace("# MaxNumber = 1000000", "MaxNumber = 1")
+    });
+    let m = ManagerProcess::start(&home);
+    // The worker reaches store-1 through a path that is a file, not a
+    // directory (a mount that went missing): every write fails.
+    let mount = dir.path().join("store-1-mount");
+    std::fs::write(&mount, b"not a directory").unwrap();
+    let cfg = write_config_with(dir.path(), &m, &m.token("write"), &Setup::default());
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        &format!("location = \"{}\"", m.home.join("store-1").display()),
+        &format!("location = \"{}\"", mount.display()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+
+    let log = dir.path().join("worker.log");
+    let mut worker = spawn(&cfg, &log);
+    // Three retries a second apart, then the thread waits for a person.
+    let t = wait_thread(&cfg, &log, "the thread paused", |t| {
+        t["thread_state"]["state"] == "Paused"
+    });
+    assert_eq!(t["job_state"], "PCLanded", "{t}");
+    assert_eq!(t["job_id"], "s-t01000-1", "{t}");
+    let err = last_error(&t);
+    assert!(
+        err.contains("transfer") && err.contains("store-1-mount"),
+        "last_error names the stage and the path: {err}"
+    );
+    let listed = list_threads(&cfg);
+    assert_eq!(listed.len(), 1);
+
+    // The mount comes back; a resume goes on from where the sector was.
+    std::fs::remove_file(&mount).unwrap();
+    std::os::unix::fs::symlink(m.home.join("store-1"), &mount).unwrap();
+    worker_cli(&cfg, &["resume", "--index", "0"]).unwrap();
+    let id = SectorID {
+        miner: 1000,
+        number: 1,
+    };
+    let s = wait_for(&m, &mut worker, &log, id, Duration::from_secs(120), |s| {
+        s.persisted.is_some()
+    })
+    .await;
+    kill_group(&mut worker);
+    assert_eq!(s.persisted.as_deref(), Some("store-1"));
+    assert!(home.join("store-1/sealed/s-t01000-1").exists());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("to=PC1Done").count(), 1, "sealed once:\n{text}");
+}

@@ -1,10 +1,11 @@
 //! `damocles-worker`: the sealing worker.
 //!
-//! This release carries the processor side: `damocles-worker processor <stage>`
-//! serves one stage over stdin/stdout with the builtin (filecoin-proofs-api)
-//! implementation, so the worker binary is itself the default ext-processor;
-//! and `damocles-worker config check` validates a worker config and says what
-//! it will run.
+//! `daemon -c FILE` runs the sealing threads; `worker list|pause|resume`
+//! talks to a running daemon; `processor <stage>` serves one stage over
+//! stdin/stdout with the builtin (filecoin-proofs-api) implementation, so the
+//! worker binary is itself the default ext-processor; `config check`
+//! validates a config and says what it will run; `store sealing-init`
+//! prepares sealing locations.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -60,6 +61,23 @@ enum Cmd {
     Config {
         #[command(subcommand)]
         cmd: ConfigCmd,
+    },
+    /// Local sealing stores.
+    Store {
+        #[command(subcommand)]
+        cmd: StoreCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCmd {
+    /// Prepare sealing locations (the `location` of `[[sealing_thread]]`):
+    /// the data directories and the sector database. Safe to run again: a
+    /// location with a sector in progress keeps it.
+    SealingInit {
+        /// Locations to prepare.
+        #[arg(short = 'l', long = "location", required = true, num_args = 1..)]
+        locations: Vec<std::path::PathBuf>,
     },
 }
 
@@ -172,6 +190,24 @@ fn run() -> Result<()> {
         } => check(&config),
         Cmd::Worker { host, config, cmd } => {
             tokio::runtime::Runtime::new()?.block_on(worker_cmd(host, config, cmd))
+        }
+        Cmd::Store {
+            cmd: StoreCmd::SealingInit { locations },
+        } => {
+            for l in &locations {
+                let doc = damocles_worker::sealing::thread::init_location(l)?;
+                match doc.sector {
+                    Some(s) => println!(
+                        "{}: ready, holding s-t0{}-{} in state {}",
+                        l.display(),
+                        s.id.miner,
+                        s.id.number,
+                        doc.state
+                    ),
+                    None => println!("{}: ready", l.display()),
+                }
+            }
+            Ok(())
         }
         Cmd::Daemon { config } => {
             tokio::runtime::Runtime::new()?.block_on(damocles_worker::daemon::run(&config))

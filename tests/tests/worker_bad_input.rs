@@ -132,5 +132,9 @@ async fn a_store_that_cannot_be_written_pauses_the_thread_and_keeps_the_sector()
     assert_eq!(s.persisted.as_deref(), Some("store-1"));
     assert!(home.join("store-1/sealed/s-t01000-1").exists());
     let text = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(text.matches("to=PC1Done").count(), 1, "sealed once:\n{text}");
+    assert_eq!(
+        text.matches("to=PC1Done").count(),
+        1,
+        "sealed once:\n{text}"
+    );
 }

@@ -88,6 +88,16 @@ pub struct SealingThread {
     attached: Vec<AttachedStore>,
 }
 
+/// Creates a sealing location's layout (data directories, sector database)
+/// and returns the sector document it holds.
+pub fn init_location(location: &Path) -> anyhow::Result<SectorDoc> {
+    for kind in ["staged", "sealed", "cache"] {
+        let d = location.join("data").join(kind);
+        std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
+    }
+    DocStore::open(location)?.load()
+}
+
 /// `<location>/data/<kind>/s-t0<miner>-<number>`
 fn data_path(location: &Path, kind: &str, id: SectorID) -> PathBuf {
     location

@@ -1,0 +1,104 @@
+//! The worker's offline commands on real files: `config check` on a config
+//! written for damocles-worker, and `store sealing-init`.
+
+use std::process::{Command, Output};
+
+use damocles_e2e::workspace_bin;
+
+fn worker(args: &[&str]) -> Output {
+    Command::new(workspace_bin("damocles-worker", "damocles-worker"))
+        .args(args)
+        .output()
+        .expect("run damocles-worker")
+}
+
+#[test]
+fn a_damocles_worker_config_is_accepted_with_what_is_ignored_named() {
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/damocles-worker.toml");
+    let out = worker(&["config", "check", "-c", fixture]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    // What it will run.
+    assert!(stdout.contains("/mnt/nvme1/sealing-2"), "{stdout}");
+    assert!(stdout.contains("persist-1"), "{stdout}");
+    // The one key damocles never had.
+    assert!(
+        stderr.contains("unknown config key ignored")
+            && stderr.contains("processors.c2.0.gpu_model"),
+        "{stderr}"
+    );
+    // damocles keys this release accepts but does not act on, each named.
+    for key in [
+        "processors.static_tree_d",
+        "worker.scan_persist_stores",
+        "worker.local_pieces_dir(s)",
+        "sealing.enable_deals",
+    ] {
+        assert!(
+            stderr.contains("accepted but not used") && stderr.contains(key),
+            "{key} named:\n{stderr}"
+        );
+    }
+
+    // A bad value is refused naming its key and the file.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(fixture)
+            .unwrap()
+            .replace("pc1 = \"30s\"", "pc1 = \"soon\""),
+    )
+    .unwrap();
+    let out = worker(&["config", "check", "-c", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("processors.limitation.staggered.pc1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sealing_init_prepares_locations_and_can_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let out = worker(&[
+        "store",
+        "sealing-init",
+        "-l",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for loc in [&a, &b] {
+        for d in ["data/staged", "data/sealed", "data/cache"] {
+            assert!(loc.join(d).is_dir(), "{}/{d}", loc.display());
+        }
+        assert!(loc.join("meta/sector.redb").is_file());
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches(": ready").count(), 2, "{stdout}");
+
+    // Again: nothing lost, nothing refused.
+    let again = worker(&["store", "sealing-init", "-l", a.to_str().unwrap()]);
+    assert!(again.status.success());
+
+    // A location that cannot be a directory is refused by name.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = worker(&["store", "sealing-init", "-l", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(file.to_str().unwrap()),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

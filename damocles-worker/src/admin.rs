@@ -10,6 +10,8 @@ use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::server::{Server, ServerHandle};
 use jsonrpsee::types::ErrorObjectOwned;
 
+use vc_processors::producer::EnvOverrides;
+
 use crate::sealing::ctrl::{Ctrl, ThreadInfo};
 use crate::sealing::state::State;
 
@@ -26,12 +28,23 @@ pub trait WorkerAdminApi {
     #[method(name = "WorkerResume")]
     async fn worker_resume(&self, index: usize, set_to: Option<String>) -> RpcResult<bool>;
 
+    /// Sets a variable in the environment ext-processors inherit from the
+    /// next time they start (restarts included). The worker's own
+    /// environment is left alone.
+    #[method(name = "WorkerSetEnv")]
+    async fn worker_set_env(&self, name: String, value: String) -> RpcResult<()>;
+
+    /// Removes a variable from what ext-processors inherit from their next start.
+    #[method(name = "WorkerRemoveEnv")]
+    async fn worker_remove_env(&self, name: String) -> RpcResult<()>;
+
     #[method(name = "WorkerVersion")]
     async fn worker_version(&self) -> RpcResult<String>;
 }
 
 pub struct Admin {
     pub threads: Vec<Arc<Ctrl>>,
+    pub env: EnvOverrides,
 }
 
 fn invalid(msg: String) -> ErrorObjectOwned {
@@ -75,6 +88,18 @@ impl WorkerAdminApiServer for Admin {
             })?),
         };
         Ok(self.thread(index)?.resume(state))
+    }
+
+    async fn worker_set_env(&self, name: String, value: String) -> RpcResult<()> {
+        self.env.set(&name, &value).map_err(invalid)?;
+        tracing::info!(%name, "environment of ext-processors changed: set");
+        Ok(())
+    }
+
+    async fn worker_remove_env(&self, name: String) -> RpcResult<()> {
+        self.env.remove(&name).map_err(invalid)?;
+        tracing::info!(%name, "environment of ext-processors changed: removed");
+        Ok(())
     }
 
     async fn worker_version(&self) -> RpcResult<String> {

@@ -134,6 +134,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
         listen,
         crate::admin::Admin {
             threads: ctrls.clone(),
+            env: processors.env_overrides().clone(),
         },
     )
     .await?;

@@ -101,6 +101,11 @@ enum WorkerCmd {
         #[arg(long)]
         state: Option<String>,
     },
+    /// Set a variable in the environment ext-processors inherit, from their
+    /// next start or restart on (the worker's own environment is unchanged).
+    SetEnv { name: String, value: String },
+    /// Remove a variable from what ext-processors inherit, from their next start.
+    RemoveEnv { name: String },
 }
 
 #[derive(Subcommand)]
@@ -280,6 +285,17 @@ async fn worker_cmd(
         WorkerCmd::Pause { index } => {
             client.worker_pause(index).await.map_err(rpc)?;
             println!("thread {index}: pause requested (it stops before its next step)");
+        }
+        WorkerCmd::SetEnv { name, value } => {
+            client
+                .worker_set_env(name.clone(), value)
+                .await
+                .map_err(rpc)?;
+            println!("{name} set for ext-processors started from now on");
+        }
+        WorkerCmd::RemoveEnv { name } => {
+            client.worker_remove_env(name.clone()).await.map_err(rpc)?;
+            println!("{name} removed for ext-processors started from now on");
         }
         WorkerCmd::Resume { index, state } => {
             let was = client.worker_resume(index, state).await.map_err(rpc)?;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use vc_processors::builtin::BuiltinProcessor;
-use vc_processors::producer::{Producer, ProducerConfig};
+use vc_processors::producer::{EnvOverrides, Producer, ProducerConfig};
 use vc_processors::sys::Placement;
 use vc_processors::{Ctx, Processor, Task};
 
@@ -71,6 +71,7 @@ pub struct Processors {
     children: HashMap<String, Vec<Child>>,
     limits: HashMap<String, StageLimits>,
     stages: StageMetrics,
+    env: EnvOverrides,
 }
 
 /// The producer config of one entry, defaults filled in.
@@ -120,6 +121,7 @@ impl Processors {
             .iter()
             .map(|(name, n)| (name.clone(), Arc::new(Semaphore::new(*n))))
             .collect();
+        let env = EnvOverrides::default();
         let mut children = HashMap::new();
         for stage in PROCESSOR_STAGES {
             if stage == "sealing_daemons" {
@@ -127,7 +129,8 @@ impl Processors {
             }
             let mut list = Vec::new();
             for (i, e) in cfg.entries(stage).iter().enumerate() {
-                let pcfg = producer_config(stage, i, e, self_exe)?;
+                let mut pcfg = producer_config(stage, i, e, self_exe)?;
+                pcfg.env_overrides = env.clone();
                 let line = pcfg.command_line();
                 let producer = Producer::spawn(pcfg)
                     .await
@@ -159,7 +162,14 @@ impl Processors {
             children,
             limits,
             stages: StageMetrics::default(),
+            env,
         })
+    }
+
+    /// Environment changes for children started from now on (restarts
+    /// included): `WorkerSetEnv` / `WorkerRemoveEnv`.
+    pub fn env_overrides(&self) -> &EnvOverrides {
+        &self.env
     }
 
     /// Where each stage's duration is recorded.

@@ -1,14 +1,34 @@
 //! The worker's admin RPC through its CLI: `worker list` shows each thread,
-//! `worker pause` / `worker resume` change what it shows; the worker pings the
-//! manager. No sector is sealed: the manager has allocation switched off, so the
+//! `worker pause` / `worker resume` change what it shows; `worker set-env` /
+//! `remove-env` change what restarted ext-processors inherit; the worker pings
+//! the manager. No sector is sealed: the manager has allocation switched off, so the
 //! threads idle.
 
 use std::time::{Duration, Instant};
 
+use damocles_e2e::kill9;
 use damocles_e2e::manager::{http, init_home, ManagerProcess};
 use damocles_e2e::worker::{
-    kill_group, list_threads as list, spawn, worker_cli, write_config_with, Setup,
+    children_of, kill_group, list_threads as list, spawn, worker_cli, write_config_with, Setup,
 };
+
+/// Kills the worker's pc1 child and returns the environment of the one that
+/// replaces it.
+fn restart_pc1(worker: u32) -> String {
+    let old = children_of(worker, &["processor", "pc1"]);
+    assert_eq!(old.len(), 1, "one pc1 child: {old:?}");
+    kill9(old[0]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = children_of(worker, &["processor", "pc1"]);
+        if let Some(pid) = now.iter().find(|p| **p != old[0]) {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            return String::from_utf8_lossy(&env).replace('\0', "\n");
+        }
+        assert!(Instant::now() < deadline, "pc1 was not restarted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 fn wait_until(what: &str, f: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -68,6 +88,16 @@ async fn pause_and_resume_show_in_worker_list_and_the_worker_pings() {
     // Bad input answers clearly.
     let bad = worker_cli(&cfg, &["resume", "--index", "7"]).expect_err("no thread 7");
     assert!(bad.contains("no sealing thread 7"), "{bad}");
+
+    // What restarted ext-processors inherit; the worker's own env stays.
+    cli(&["set-env", "DAMOCLES_TEST_MARK", "on"]);
+    let env = restart_pc1(worker.id());
+    assert!(env.lines().any(|l| l == "DAMOCLES_TEST_MARK=on"), "{env}");
+    cli(&["remove-env", "DAMOCLES_TEST_MARK"]);
+    let env = restart_pc1(worker.id());
+    assert!(!env.contains("DAMOCLES_TEST_MARK"), "{env}");
+    let bad = worker_cli(&cfg, &["set-env", "A=B", "x"]).expect_err("a name with '='");
+    assert!(bad.contains("not an environment variable name"), "{bad}");
 
     // The worker pings the manager.
     wait_until("a WorkerPing", || {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::sys::Placement;
@@ -73,6 +74,53 @@ pub struct ProducerConfig {
     /// Heartbeat interval asked of a v2 child; a child silent for three
     /// intervals (plus a second) is considered hung and killed.
     pub heartbeat: Duration,
+    /// Changes to the inherited environment made while the parent runs.
+    pub env_overrides: EnvOverrides,
+}
+
+/// Changes to the environment children inherit, made while the parent runs
+/// (the worker's `WorkerSetEnv` / `WorkerRemoveEnv`), without touching the
+/// parent's own environment. Read at every start and restart of a child
+/// that inherits its environment; the entry's own `envs` still win. Clones
+/// share one set.
+#[derive(Clone, Debug, Default)]
+pub struct EnvOverrides(Arc<RwLock<BTreeMap<String, Option<String>>>>);
+
+impl EnvOverrides {
+    /// Checks a variable name and value the way the OS will take them.
+    fn check(name: &str, value: Option<&str>) -> Result<(), String> {
+        if name.is_empty() || name.contains('=') || name.contains('\0') {
+            return Err(format!("{name:?} is not an environment variable name"));
+        }
+        if value.is_some_and(|v| v.contains('\0')) {
+            return Err(format!("the value of {name} holds a NUL byte"));
+        }
+        Ok(())
+    }
+
+    pub fn set(&self, name: &str, value: &str) -> Result<(), String> {
+        Self::check(name, Some(value))?;
+        self.0
+            .write()
+            .expect("env lock")
+            .insert(name.into(), Some(value.into()));
+        Ok(())
+    }
+
+    pub fn remove(&self, name: &str) -> Result<(), String> {
+        Self::check(name, None)?;
+        self.0.write().expect("env lock").insert(name.into(), None);
+        Ok(())
+    }
+
+    pub(crate) fn apply(&self, cmd: &mut tokio::process::Command) {
+        for (k, v) in self.0.read().expect("env lock").iter() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+    }
 }
 
 impl ProducerConfig {
@@ -92,6 +140,7 @@ impl ProducerConfig {
             backoff: Backoff::default(),
             protocol: ProtocolChoice::Negotiate,
             heartbeat: Duration::from_secs(2),
+            env_overrides: EnvOverrides::default(),
         }
     }
 

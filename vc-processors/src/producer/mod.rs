@@ -21,7 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-pub use self::config::{Backoff, ProducerConfig, ProtocolChoice};
+pub use self::config::{Backoff, EnvOverrides, ProducerConfig, ProtocolChoice};
 pub use self::error::{ProcessorError, SpawnError};
 use crate::protocol::{
     self, features, ChildFrame, ChildLine, ErrorKind, Hello, Opening, ParentFrame, Request,
@@ -356,7 +356,9 @@ struct Session {
 async fn start_child(cfg: &ProducerConfig) -> Result<(Session, Arc<ChildLink>), String> {
     let mut cmd = Command::new(&cfg.bin);
     cmd.args(&cfg.args);
-    if !cfg.inherit_envs {
+    if cfg.inherit_envs {
+        cfg.env_overrides.apply(&mut cmd);
+    } else {
         cmd.env_clear();
     }
     // Placement for children that apply it themselves (damocles consumers).

@@ -333,7 +333,8 @@ pub struct Processors {
     /// Legacy form of `limitation.concurrent`, ignored when that is set.
     pub limit: BTreeMap<String, usize>,
     pub ext_locks: BTreeMap<String, usize>,
-    /// Sector size → precomputed tree-d file, symlinked for CC sectors.
+    /// Sector size → precomputed tree-d file of a CC sector
+    /// (`damocles-worker generator tree-d`), copied instead of building tree-d.
     pub static_tree_d: BTreeMap<String, PathBuf>,
     pub add_pieces: Vec<ProcessorEntry>,
     pub tree_d: Vec<ProcessorEntry>,
@@ -373,6 +374,28 @@ impl Processors {
         } else {
             &self.limitation.concurrent
         }
+    }
+
+    /// `static_tree_d` by sector size in bytes, each file checked (it exists
+    /// and holds a whole tree-d of its size). Reads the disk: run at start.
+    pub fn static_tree_d_files(&self) -> Result<BTreeMap<u64, PathBuf>> {
+        let mut out = BTreeMap::new();
+        for (size, path) in &self.static_tree_d {
+            let key = format!("processors.static_tree_d.{size}");
+            let bytes = parse_size(size).map_err(|e| anyhow!("key {key}: {e}"))?;
+            let want = vc_processors::builtin::tree_d_len(bytes);
+            let got = std::fs::metadata(path)
+                .map_err(|e| anyhow!("key {key}: {}: {e}", path.display()))?
+                .len();
+            if got != want {
+                bail!(
+                    "key {key}: {} holds {got} bytes, a tree-d of {size} holds {want} (make one with `damocles-worker generator tree-d -s {size} -p DIR`)",
+                    path.display()
+                );
+            }
+            out.insert(bytes, path.clone());
+        }
+        Ok(out)
     }
 
     /// `limitation.staggered`, parsed.
@@ -571,9 +594,6 @@ impl WorkerConfig {
         let mut out = Vec::new();
         if !self.processors.sealing_daemons.is_empty() {
             out.push("processors.sealing_daemons".to_string());
-        }
-        if !self.processors.static_tree_d.is_empty() {
-            out.push("processors.static_tree_d".into());
         }
         if !self.worker.scan_persist_stores.is_empty() {
             out.push("worker.scan_persist_stores".into());

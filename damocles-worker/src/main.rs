@@ -62,10 +62,29 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Precomputed files.
+    Generator {
+        #[command(subcommand)]
+        cmd: GeneratorCmd,
+    },
     /// Local sealing stores.
     Store {
         #[command(subcommand)]
         cmd: StoreCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum GeneratorCmd {
+    /// Build the tree-d of a CC sector once, for `[processors.static_tree_d]`:
+    /// writes `<path>/sc-02-data-tree-d.dat` and prints the config line.
+    TreeD {
+        /// Sector size, e.g. 2KiB or 32GiB.
+        #[arg(short = 's', long = "sector-size")]
+        size: String,
+        /// Directory to write into (created if missing).
+        #[arg(short = 'p', long = "path")]
+        path: std::path::PathBuf,
     },
 }
 
@@ -196,6 +215,9 @@ fn run() -> Result<()> {
         Cmd::Worker { host, config, cmd } => {
             tokio::runtime::Runtime::new()?.block_on(worker_cmd(host, config, cmd))
         }
+        Cmd::Generator {
+            cmd: GeneratorCmd::TreeD { size, path },
+        } => generate_tree_d(&size, &path),
         Cmd::Store {
             cmd: StoreCmd::SealingInit { locations },
         } => {
@@ -305,6 +327,34 @@ async fn worker_cmd(
             );
         }
     }
+    Ok(())
+}
+
+fn generate_tree_d(size: &str, dir: &std::path::Path) -> Result<()> {
+    use anyhow::Context;
+    let bytes =
+        damocles_config::parse_size(size).map_err(|e| anyhow::anyhow!("--sector-size: {e}"))?;
+    let proof = damocles_api::SealProof::for_sector_size(bytes)
+        .ok_or_else(|| anyhow::anyhow!("--sector-size: {size} is not a sector size"))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    // A CC sector's data is all zeros (the pledge piece, padded).
+    let staged = dir.join(".cc-staged.tmp");
+    std::fs::File::create(&staged)
+        .and_then(|f| f.set_len(bytes))
+        .with_context(|| format!("write {}", staged.display()))?;
+    let built = vc_processors::builtin::tree_d(&TreeD {
+        registered_proof: proof.0,
+        staged_file: staged.clone(),
+        cache_dir: dir.to_path_buf(),
+    });
+    let _ = std::fs::remove_file(&staged);
+    built?;
+    let file = vc_processors::builtin::tree_d_path(dir);
+    println!("{}", file.display());
+    println!(
+        "# [processors.static_tree_d]\n# {size} = \"{}\"",
+        file.display()
+    );
     Ok(())
 }
 

@@ -12,7 +12,7 @@
 //! free right now is taken; if none is free, the caller waits on the first.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,6 +72,7 @@ pub struct Processors {
     limits: HashMap<String, StageLimits>,
     stages: StageMetrics,
     env: EnvOverrides,
+    static_tree_d: BTreeMap<u64, PathBuf>,
 }
 
 /// The producer config of one entry, defaults filled in.
@@ -121,6 +122,7 @@ impl Processors {
             .iter()
             .map(|(name, n)| (name.clone(), Arc::new(Semaphore::new(*n))))
             .collect();
+        let static_tree_d = cfg.static_tree_d_files()?;
         let env = EnvOverrides::default();
         let mut children = HashMap::new();
         for stage in PROCESSOR_STAGES {
@@ -163,6 +165,7 @@ impl Processors {
             limits,
             stages: StageMetrics::default(),
             env,
+            static_tree_d,
         })
     }
 
@@ -170,6 +173,11 @@ impl Processors {
     /// included): `WorkerSetEnv` / `WorkerRemoveEnv`.
     pub fn env_overrides(&self) -> &EnvOverrides {
         &self.env
+    }
+
+    /// The precomputed CC tree-d for a sector size, if configured.
+    pub fn static_tree_d(&self, sector_size: u64) -> Option<&Path> {
+        self.static_tree_d.get(&sector_size).map(PathBuf::as_path)
     }
 
     /// Where each stage's duration is recorded.

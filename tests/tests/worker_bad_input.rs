@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use damocles_api::SectorID;
 use damocles_e2e::manager::{init_home, ManagerProcess};
-use damocles_e2e::proof_params;
 use damocles_e2e::worker::{
     kill_group, list_threads, spawn, wait_for, worker_cli, write_config, write_config_with, Setup,
 };
+use damocles_e2e::{proof_params, workspace_bin};
 use fil_params::ParamSet;
 use serde_json::Value;
 
@@ -93,7 +93,21 @@ async fn a_store_that_cannot_be_written_pauses_the_thread_and_keeps_the_sector()
     // directory (a mount that went missing): every write fails.
     let mount = dir.path().join("store-1-mount");
     std::fs::write(&mount, b"not a directory").unwrap();
-    let cfg = write_config_with(dir.path(), &m, &m.token("write"), &Setup::default());
+    // This worker also takes its CC tree-d from a precomputed file.
+    let static_dir = dir.path().join("static");
+    let made = std::process::Command::new(workspace_bin("damocles-worker", "damocles-worker"))
+        .args(["generator", "tree-d", "-s", "2KiB", "-p"])
+        .arg(&static_dir)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let static_tree_d = static_dir.join("sc-02-data-tree-d.dat");
+    let mut setup = Setup::default();
+    setup.processors += &format!(
+        "\n[processors.static_tree_d]\n2KiB = \"{}\"\n",
+        static_tree_d.display()
+    );
+    let cfg = write_config_with(dir.path(), &m, &m.token("write"), &setup);
     let text = std::fs::read_to_string(&cfg).unwrap().replace(
         &format!("location = \"{}\"", m.home.join("store-1").display()),
         &format!("location = \"{}\"", mount.display()),
@@ -136,5 +150,16 @@ async fn a_store_that_cannot_be_written_pauses_the_thread_and_keeps_the_sector()
         text.matches("to=PC1Done").count(),
         1,
         "sealed once:\n{text}"
+    );
+    assert!(
+        text.contains("tree-d copied from processors.static_tree_d"),
+        "{text}"
+    );
+    // PC1 rebuilt tree-d from the sector's real data: the same bytes.
+    let cache = dir.path().join("sealing-1/data/cache/s-t01000-1");
+    assert_eq!(
+        std::fs::read(cache.join("sc-02-data-tree-d.dat")).unwrap(),
+        std::fs::read(&static_tree_d).unwrap(),
+        "the precomputed tree-d is the CC sector's"
     );
 }

@@ -1,5 +1,5 @@
 //! The worker's offline commands on real files: `config check` on a config
-//! written for damocles-worker, and `store sealing-init`.
+//! written for damocles-worker, `store sealing-init`, `generator tree-d`.
 
 use std::process::{Command, Output};
 
@@ -32,7 +32,6 @@ fn a_damocles_worker_config_is_accepted_with_what_is_ignored_named() {
     );
     // damocles keys this release accepts but does not act on, each named.
     for key in [
-        "processors.static_tree_d",
         "worker.scan_persist_stores",
         "worker.local_pieces_dir(s)",
         "sealing.enable_deals",
@@ -100,5 +99,48 @@ fn sealing_init_prepares_locations_and_can_run_again() {
         String::from_utf8_lossy(&out.stderr).contains(file.to_str().unwrap()),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn generator_tree_d_writes_a_whole_tree_and_the_daemon_refuses_a_wrong_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = worker(&[
+        "generator",
+        "tree-d",
+        "-s",
+        "2KiB",
+        "-p",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = dir.path().join("sc-02-data-tree-d.dat");
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 2 * 2048 - 32);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2KiB = "));
+
+    // A file that is not a 2KiB tree-d stops the daemon at start, by key,
+    // before it asks the manager for anything.
+    let short = dir.path().join("short.dat");
+    std::fs::write(&short, [0u8; 100]).unwrap();
+    let cfg = dir.path().join("worker.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sector_manager]\nrpc_client.addr = \"/ip4/127.0.0.1/tcp/9\"\n[[sealing_thread]]\nlocation = \"{}\"\n[processors.static_tree_d]\n2KiB = \"{}\"\n",
+            dir.path().join("s").display(),
+            short.display()
+        ),
+    )
+    .unwrap();
+    let out = worker(&["daemon", "-c", cfg.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("processors.static_tree_d.2KiB") && stderr.contains("holds 100 bytes"),
+        "{stderr}"
     );
 }

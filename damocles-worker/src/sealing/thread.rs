@@ -396,12 +396,38 @@ impl SealingThread {
             }
             State::PieceAdded => {
                 let s = sector.expect("allocated");
-                let task = tasks::TreeD {
-                    registered_proof: s.proof_type.0,
-                    staged_file: paths("staged"),
-                    cache_dir: paths("cache"),
-                };
-                self.processors.run(task).await.map_err(temporary)?;
+                let size = u64::from(s.proof_type.0.sector_size());
+                // A CC sector's tree-d is the same for every sector of its size.
+                // Copied, never linked: PC1 writes tree-d again in place, and
+                // through a link it would write into the shared file.
+                match self
+                    .processors
+                    .static_tree_d(size)
+                    .filter(|_| doc.deals.is_empty())
+                {
+                    Some(src) => {
+                        let dest = vc_processors::builtin::tree_d_path(&paths("cache"));
+                        let part = dest.with_extension("part");
+                        std::fs::copy(src, &part)
+                            .and_then(|_| std::fs::rename(&part, &dest))
+                            .map_err(|e| {
+                                temporary(anyhow!(
+                                    "copy processors.static_tree_d {} to {}: {e}",
+                                    src.display(),
+                                    dest.display()
+                                ))
+                            })?;
+                        info!(thread = self.index, from = %src.display(), "tree-d copied from processors.static_tree_d");
+                    }
+                    None => {
+                        let task = tasks::TreeD {
+                            registered_proof: s.proof_type.0,
+                            staged_file: paths("staged"),
+                            cache_dir: paths("cache"),
+                        };
+                        self.processors.run(task).await.map_err(temporary)?;
+                    }
+                }
                 Event::BuildTreeD
             }
             State::TreeDBuilt => {

@@ -211,6 +211,18 @@ impl Processor<Unseal> for BuiltinProcessor {
     }
 }
 
+/// Where tree-d lives in a cache dir (`sc-02-data-tree-d.dat`).
+pub fn tree_d_path(cache_dir: &Path) -> PathBuf {
+    use filecoin_proofs::StoreConfig;
+    use storage_proofs_core::cache_key::CacheKey;
+    StoreConfig::data_path(cache_dir, &CacheKey::CommDTree.to_string())
+}
+
+/// Bytes of a sector's tree-d: every node of a binary tree over its 32-byte leaves.
+pub fn tree_d_len(sector_size: u64) -> u64 {
+    2 * sector_size - 32
+}
+
 /// Builds tree-d (`sc-02-data-tree-d.dat`) of the staged file into the cache dir.
 pub fn tree_d(t: &TreeD) -> Result<()> {
     use filecoin_proofs::{DefaultPieceHasher, StoreConfig};

@@ -1,5 +1,5 @@
-//! A worker facing a manager that is down, or a persist store it cannot
-//! write: the trouble shows in the log and in `worker list`'s last_error,
+//! A worker facing a manager that is down, a persist store it cannot write
+//! (a missing mount) or one the manager has read-only: the trouble shows in the log and in `worker list`'s last_error,
 //! the worker retries where retrying helps, and the sector is kept. No C2.
 
 use std::time::{Duration, Instant};
@@ -162,4 +162,51 @@ async fn a_store_that_cannot_be_written_pauses_the_thread_and_keeps_the_sector()
         std::fs::read(&static_tree_d).unwrap(),
         "the precomputed tree-d is the CC sector's"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_persist_store_pauses_the_thread_until_it_is_writable() {
+    proof_params(&[ParamSet::Porep2KiB]);
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("manager");
+    init_home(&home, |c| {
+        c.replace("# MaxNumber = 1000000", "MaxNumber = 1")
+            .replace("ReadOnly = false", "ReadOnly = true")
+    });
+    let mut m = ManagerProcess::start(&home);
+    m.pin_port();
+    let cfg = write_config(dir.path(), &m, &m.token("write"));
+    let log = dir.path().join("worker.log");
+    let mut worker = spawn(&cfg, &log);
+
+    let t = wait_thread(&cfg, &log, "the thread paused", |t| {
+        t["thread_state"]["state"] == "Paused"
+    });
+    assert_eq!(t["job_state"], "PCLanded", "{t}");
+    assert!(
+        last_error(&t).contains("no writable persist store with room among [\"store-1\"]"),
+        "{t}"
+    );
+
+    // The operator makes the store writable and restarts the manager; a
+    // resume persists the same sector.
+    m.kill9();
+    let text = std::fs::read_to_string(home.join("sector-manager.cfg")).unwrap();
+    std::fs::write(
+        home.join("sector-manager.cfg"),
+        text.replace("ReadOnly = true", "ReadOnly = false"),
+    )
+    .unwrap();
+    let m = ManagerProcess::start(&home);
+    worker_cli(&cfg, &["resume", "--index", "0"]).unwrap();
+    let id = SectorID {
+        miner: 1000,
+        number: 1,
+    };
+    let s = wait_for(&m, &mut worker, &log, id, Duration::from_secs(120), |s| {
+        s.persisted.is_some()
+    })
+    .await;
+    kill_group(&mut worker);
+    assert_eq!(s.persisted.as_deref(), Some("store-1"));
 }

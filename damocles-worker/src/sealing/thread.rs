@@ -527,6 +527,13 @@ impl SealingThread {
                     .filter(|a| !a.readonly)
                     .map(|a| a.instance_name())
                     .collect();
+                // An empty list would let the manager pick any store, even
+                // one attached here read-only.
+                if candidates.is_empty() {
+                    return Err(Failure::Permanent(anyhow!(
+                        "no writable [[attached]] store to persist to (none attached, or all readonly)"
+                    )));
+                }
                 let size = 2 * u64::from(s.proof_type.0.sector_size());
                 let cands = candidates.clone();
                 let store = c
@@ -537,7 +544,9 @@ impl SealingThread {
                     .await
                     .map_err(|e| rpc("StoreReserveSpace", e))?
                     .ok_or_else(|| {
-                        temporary(anyhow!("no persist store with room among {candidates:?}"))
+                        temporary(anyhow!(
+                            "the manager has no writable persist store with room among {candidates:?}"
+                        ))
                     })?;
                 let attached = self
                     .attached

@@ -383,16 +383,11 @@ impl Processors {
         for (size, path) in &self.static_tree_d {
             let key = format!("processors.static_tree_d.{size}");
             let bytes = parse_size(size).map_err(|e| anyhow!("key {key}: {e}"))?;
-            let want = vc_processors::builtin::tree_d_len(bytes);
-            let got = std::fs::metadata(path)
-                .map_err(|e| anyhow!("key {key}: {}: {e}", path.display()))?
-                .len();
-            if got != want {
-                bail!(
-                    "key {key}: {} holds {got} bytes, a tree-d of {size} holds {want} (make one with `damocles-worker generator tree-d -s {size} -p DIR`)",
-                    path.display()
-                );
-            }
+            let proof = seal_proof_for(bytes)
+                .ok_or_else(|| anyhow!("key {key}: {size:?} is not a sector size"))?;
+            vc_processors::builtin::check_cc_tree_d(proof, path).map_err(|e| {
+                anyhow!("key {key}: {e:#} (make one with `damocles-worker generator tree-d -s {size} -p DIR`)")
+            })?;
             out.insert(bytes, path.clone());
         }
         Ok(out)
@@ -562,7 +557,11 @@ impl WorkerConfig {
         }
         p.staggered()?;
         for size in p.static_tree_d.keys() {
-            parse_size(size).map_err(|e| anyhow!("key processors.static_tree_d.{size}: {e}"))?;
+            let bytes = parse_size(size)
+                .map_err(|e| anyhow!("key processors.static_tree_d.{size}: {e}"))?;
+            if seal_proof_for(bytes).is_none() {
+                bail!("key processors.static_tree_d.{size}: {size:?} is not a sector size (2KiB, 8MiB, 512MiB, 32GiB, 64GiB)");
+            }
         }
         for stage in PROCESSOR_STAGES {
             for (i, e) in p.entries(stage).iter().enumerate() {

@@ -69,16 +69,21 @@ pub async fn run(config_path: &Path) -> Result<()> {
     let exe = std::env::current_exe().context("locate this executable")?;
     let processors = Arc::new(Processors::start(&cfg.processors, &exe).await?);
     let instance = instance_name(&cfg);
-    let mut handles = Vec::new();
-    let mut ctrls = Vec::new();
-    let outcomes = SectorOutcomes::default();
+    if !cfg.attached.iter().any(|a| !a.readonly) {
+        anyhow::bail!(
+            "key attached: no writable [[attached]] store; sealed sectors are persisted to one"
+        );
+    }
+    // Every thread opened and every listener bound before any work starts:
+    // a taken port stops the daemon before it has touched a sector.
+    let mut threads = Vec::new();
     for (i, t) in cfg.sealing_thread.iter().enumerate() {
         let sealing = Sealing::resolve(
             &cfg.sealing,
             &t.sealing,
             &format!("sealing_thread[{i}].sealing"),
         )?;
-        let mut thread = SealingThread::open(
+        let thread = SealingThread::open(
             i,
             t.location.clone(),
             sealing.clone(),
@@ -87,9 +92,46 @@ pub async fn run(config_path: &Path) -> Result<()> {
             Arc::clone(&processors),
             cfg.attached.clone(),
         )?;
-        ctrls.push(Arc::clone(&thread.ctrl));
+        threads.push((thread, sealing));
+    }
+    let ctrls: Vec<_> = threads.iter().map(|(t, _)| Arc::clone(&t.ctrl)).collect();
+    let host = cfg
+        .worker
+        .rpc_server
+        .host
+        .clone()
+        .unwrap_or_else(|| "0.0.0.0".into());
+    let listen: std::net::SocketAddr = format!("{host}:{}", cfg.worker.rpc_server.port)
+        .parse()
+        .with_context(|| {
+            format!(
+                "key worker.rpc_server: {host}:{} is not an address",
+                cfg.worker.rpc_server.port
+            )
+        })?;
+    let (admin_addr, _admin) = crate::admin::serve(
+        listen,
+        crate::admin::Admin {
+            threads: ctrls.clone(),
+            env: processors.env_overrides().clone(),
+        },
+    )
+    .await?;
+    let outcomes = SectorOutcomes::default();
+    if let Some(addr) = cfg.metrics.listen()? {
+        let metrics = WorkerMetrics::new(
+            &instance,
+            ctrls.clone(),
+            Arc::clone(&processors),
+            outcomes.clone(),
+        );
+        let bound = crate::metrics::serve(addr, Arc::new(metrics)).await?;
+        info!(addr = %bound, "metrics on /metrics");
+    }
+    let count = threads.len();
+    for (i, (mut thread, sealing)) in threads.into_iter().enumerate() {
         let outcomes = outcomes.clone();
-        handles.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             loop {
                 match thread.run_sector().await {
                     Ok(Outcome::Finished(id)) => {
@@ -114,35 +156,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
                     }
                 }
             }
-        }));
-    }
-    let host = cfg
-        .worker
-        .rpc_server
-        .host
-        .clone()
-        .unwrap_or_else(|| "0.0.0.0".into());
-    let listen: std::net::SocketAddr = format!("{host}:{}", cfg.worker.rpc_server.port)
-        .parse()
-        .with_context(|| {
-            format!(
-                "key worker.rpc_server: {host}:{} is not an address",
-                cfg.worker.rpc_server.port
-            )
-        })?;
-    let (admin_addr, _admin) = crate::admin::serve(
-        listen,
-        crate::admin::Admin {
-            threads: ctrls.clone(),
-            env: processors.env_overrides().clone(),
-        },
-    )
-    .await?;
-    if let Some(addr) = cfg.metrics.listen()? {
-        let metrics =
-            WorkerMetrics::new(&instance, ctrls.clone(), Arc::clone(&processors), outcomes);
-        let bound = crate::metrics::serve(addr, Arc::new(metrics)).await?;
-        info!(addr = %bound, "metrics on /metrics");
+        });
     }
     tokio::spawn(ping(
         client.clone(),
@@ -151,7 +165,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
         ctrls,
         cfg.worker.ping_interval,
     ));
-    info!(threads = handles.len(), manager = %client.url(), %instance, admin = %admin_addr, "damocles-worker sealing");
+    info!(threads = count, manager = %client.url(), %instance, admin = %admin_addr, "damocles-worker sealing");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => info!("interrupted, stopping"),

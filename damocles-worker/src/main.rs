@@ -336,20 +336,36 @@ fn generate_tree_d(size: &str, dir: &std::path::Path) -> Result<()> {
         damocles_config::parse_size(size).map_err(|e| anyhow::anyhow!("--sector-size: {e}"))?;
     let proof = damocles_api::SealProof::for_sector_size(bytes)
         .ok_or_else(|| anyhow::anyhow!("--sector-size: {size} is not a sector size"))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    // Built in a fresh directory and renamed into place: an interrupted run
+    // leaves no file that looks finished (the tree library would reuse one).
+    let work = dir.join(format!(".tree-d-build-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
     // A CC sector's data is all zeros (the pledge piece, padded).
-    let staged = dir.join(".cc-staged.tmp");
-    std::fs::File::create(&staged)
+    let staged = work.join("staged");
+    let built = std::fs::File::create(&staged)
         .and_then(|f| f.set_len(bytes))
-        .with_context(|| format!("write {}", staged.display()))?;
-    let built = vc_processors::builtin::tree_d(&TreeD {
-        registered_proof: proof.0,
-        staged_file: staged.clone(),
-        cache_dir: dir.to_path_buf(),
-    });
-    let _ = std::fs::remove_file(&staged);
-    built?;
+        .with_context(|| format!("write {}", staged.display()))
+        .and_then(|_| {
+            vc_processors::builtin::tree_d(&TreeD {
+                registered_proof: proof.0,
+                staged_file: staged.clone(),
+                cache_dir: work.clone(),
+            })
+        })
+        .and_then(|_| {
+            vc_processors::builtin::check_cc_tree_d(
+                proof.0,
+                &vc_processors::builtin::tree_d_path(&work),
+            )
+        });
     let file = vc_processors::builtin::tree_d_path(dir);
+    let built = built.and_then(|_| {
+        std::fs::rename(vc_processors::builtin::tree_d_path(&work), &file)
+            .with_context(|| format!("move the tree-d to {}", file.display()))
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    built?;
     println!("{}", file.display());
     println!(
         "# [processors.static_tree_d]\n# {size} = \"{}\"",

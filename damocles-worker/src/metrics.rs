@@ -72,7 +72,7 @@ pub struct StageMetrics {
 }
 
 fn stage_histogram() -> Histogram {
-    // 10 ms .. ~2 h: a 2KiB PC1 to a 32GiB C2.
+    // 10 ms .. ~4.4 h: a 2KiB PC1 to a 32GiB PC1.
     Histogram::new(exponential_buckets(0.01, 3.0, 14))
 }
 
@@ -100,7 +100,7 @@ impl StageMetrics {
 pub struct WorkerMetrics {
     registry: Registry,
     threads: Family<StateLabels, Gauge>,
-    restarts: Family<ProcessorLabels, Gauge>,
+    restarts: Family<ProcessorLabels, Counter>,
     ctrls: Vec<Arc<Ctrl>>,
     processors: Arc<Processors>,
 }
@@ -117,7 +117,7 @@ impl WorkerMetrics {
             [("worker_name".into(), worker_name.to_string().into())].into_iter(),
         );
         let threads = Family::<StateLabels, Gauge>::default();
-        let restarts = Family::<ProcessorLabels, Gauge>::default();
+        let restarts = Family::<ProcessorLabels, Counter>::default();
         registry.register(
             "stage_seconds",
             "Time spent in each sealing stage, by outcome",
@@ -125,7 +125,7 @@ impl WorkerMetrics {
         );
         registry.register(
             "threads",
-            "Sealing threads by state (idle, running, waiting, paused)",
+            "Sealing threads by state (idle, running, paused)",
             threads.clone(),
         );
         registry.register(
@@ -149,7 +149,7 @@ impl WorkerMetrics {
 
     /// The Prometheus text format, with thread states and restarts as of now.
     pub fn render(&self) -> String {
-        for state in ["idle", "running", "waiting", "paused"] {
+        for state in ["idle", "running", "paused"] {
             let n = self
                 .ctrls
                 .iter()
@@ -161,10 +161,10 @@ impl WorkerMetrics {
                 })
                 .set(n as i64);
         }
+        // The producers count; the counter catches up with them.
         for (stage, n) in self.processors.restarts() {
-            self.restarts
-                .get_or_create(&ProcessorLabels { stage })
-                .set(n as i64);
+            let c = self.restarts.get_or_create(&ProcessorLabels { stage });
+            c.inc_by(n.saturating_sub(c.get()));
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)

@@ -130,17 +130,40 @@ fn generator_tree_d_writes_a_whole_tree_and_the_daemon_refuses_a_wrong_one() {
     std::fs::write(
         &cfg,
         format!(
-            "[sector_manager]\nrpc_client.addr = \"/ip4/127.0.0.1/tcp/9\"\n[[sealing_thread]]\nlocation = \"{}\"\n[processors.static_tree_d]\n2KiB = \"{}\"\n",
+            "[sector_manager]\nrpc_client.addr = \"/ip4/127.0.0.1/tcp/9\"\n[[sealing_thread]]\nlocation = \"{}\"\n[[attached]]\nname = \"s1\"\nlocation = \"{}\"\n[processors.static_tree_d]\n2KiB = \"{}\"\n",
             dir.path().join("s").display(),
+            dir.path().display(),
             short.display()
         ),
     )
     .unwrap();
-    let out = worker(&["daemon", "-c", cfg.to_str().unwrap()]);
+    // With a time limit: a daemon that wrongly starts must fail the test, not hang it.
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(workspace_bin("damocles-worker", "damocles-worker"))
+        .args(["daemon", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1), "refused at start: {stderr}");
     assert!(
         stderr.contains("processors.static_tree_d.2KiB") && stderr.contains("holds 100 bytes"),
+        "{stderr}"
+    );
+
+    // The right size but not the tree (a build that did not finish): refused too.
+    std::fs::write(&short, vec![0u8; 2 * 2048 - 32]).unwrap();
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(workspace_bin("damocles-worker", "damocles-worker"))
+        .args(["daemon", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "refused at start: {stderr}");
+    assert!(
+        stderr.contains("processors.static_tree_d.2KiB")
+            && stderr.contains("not the tree-d of a CC sector"),
         "{stderr}"
     );
 }

@@ -2,7 +2,8 @@
 //! and `damocles-worker daemon` with two sealing threads that take four
 //! sectors from Empty to active on chain, with pc1 and pc2 in the worker's own
 //! `processor <stage>` children, c2 in the verified-c2 example ext-processor
-//! (one at a time: `limitation.concurrent.c2 = 1`), the other stages builtin.
+//! (one at a time: `limitation.concurrent.c2 = 1`), tree-d from a precomputed
+//! CC file (`static_tree_d`), the other stages builtin.
 //! The devnet verifies every proof; the worker's `/metrics` counts every stage.
 //! Four C2s (~70 s each), one after another.
 
@@ -13,10 +14,10 @@ use damocles_api::cli::ManagerCliApiClient;
 use damocles_api::SectorID;
 use damocles_e2e::manager::http;
 use damocles_e2e::manager::{init_home, ManagerProcess};
-use damocles_e2e::proof_params;
 use damocles_e2e::worker::{
     free_port, kill_group, sample, spawn, wait_for, write_config_with, Setup,
 };
+use damocles_e2e::{proof_params, workspace_bin};
 use fil_params::ParamSet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,8 +35,22 @@ async fn two_sealing_threads_seal_four_sectors_to_active_through_ext_processors(
         ..Setup::default()
     };
     let metrics = format!("127.0.0.1:{}", free_port());
+    // tree-d from a precomputed CC file: four proofs the devnet verifies
+    // show the file is right.
+    let static_dir = dir.path().join("static");
+    let made = std::process::Command::new(workspace_bin("damocles-worker", "damocles-worker"))
+        .args(["generator", "tree-d", "-s", "2KiB", "-p"])
+        .arg(&static_dir)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     setup.processors += &format!(
-        "\n[processors.limitation.concurrent]\nc2 = 1\n\n[metrics]\nenable = true\nhttp_listen = \"{metrics}\"\n"
+        "\n[processors.limitation.concurrent]\nc2 = 1\n\n[processors.static_tree_d]\n2KiB = \"{}\"\n\n[metrics]\nenable = true\nhttp_listen = \"{metrics}\"\n",
+        static_dir.join("sc-02-data-tree-d.dat").display()
     );
     let cfg = write_config_with(dir.path(), &m, &m.token("write"), &setup);
     let log = dir.path().join("worker.log");
@@ -86,7 +101,7 @@ async fn two_sealing_threads_seal_four_sectors_to_active_through_ext_processors(
     kill_group(&mut worker);
 
     assert_eq!(status, 200, "{text}");
-    for stage in ["add_pieces", "tree_d", "pc1", "pc2", "c1", "c2", "transfer"] {
+    for stage in ["add_pieces", "pc1", "pc2", "c1", "c2", "transfer"] {
         let labels = [
             &format!("stage=\"{stage}\"") as &str,
             "outcome=\"ok\"",
@@ -107,7 +122,16 @@ async fn two_sealing_threads_seal_four_sectors_to_active_through_ext_processors(
         Some(4.0),
         "{text}"
     );
-    let threads: f64 = ["idle", "running", "waiting", "paused"]
+    assert_eq!(
+        sample(
+            &text,
+            "damocles_worker_stage_seconds_count",
+            &["stage=\"tree_d\""]
+        ),
+        None,
+        "tree-d came from the static file:\n{text}"
+    );
+    let threads: f64 = ["idle", "running", "paused"]
         .iter()
         .filter_map(|s| {
             sample(
@@ -121,7 +145,7 @@ async fn two_sealing_threads_seal_four_sectors_to_active_through_ext_processors(
     assert_eq!(
         sample(
             &text,
-            "damocles_worker_processor_restarts",
+            "damocles_worker_processor_restarts_total",
             &["stage=\"c2\""]
         ),
         Some(0.0),

@@ -155,8 +155,16 @@ impl SealingThread {
     /// Waits while paused (by the operator, or with `why` after a failure);
     /// applies a state the resume forces.
     pub async fn pause(&self, why: Option<String>) -> anyhow::Result<()> {
-        if let Some(state) = self.ctrl.wait_while_paused(why).await {
-            self.force_state(state)?;
+        match self.ctrl.wait_while_paused(why).await {
+            Some(state) => self.force_state(state)?,
+            // Resumed as is: the state's retries start over.
+            None => {
+                let mut doc = self.store.load()?;
+                if doc.retries != 0 {
+                    doc.retries = 0;
+                    self.store.save(&doc)?;
+                }
+            }
         }
         Ok(())
     }
@@ -213,6 +221,14 @@ impl SealingThread {
                             .await
                             .map(|_| Outcome::Aborted(id, finalized));
                     }
+                }
+                Err(Failure::Temporary(e)) if doc.sector.is_none() => {
+                    // No sector yet (the manager unreachable, say): nothing to
+                    // lose by trying again, and nothing a person must fix.
+                    let msg = format!("{e:#}");
+                    warn!(thread = self.index, error = %msg, "no sector yet, trying again");
+                    self.ctrl.error(Some(msg));
+                    tokio::time::sleep(self.sealing.recover_interval).await;
                 }
                 Err(Failure::Temporary(e)) => {
                     doc.retries += 1;
@@ -397,9 +413,9 @@ impl SealingThread {
             State::PieceAdded => {
                 let s = sector.expect("allocated");
                 let size = u64::from(s.proof_type.0.sector_size());
-                // A CC sector's tree-d is the same for every sector of its size.
-                // Copied, never linked: PC1 writes tree-d again in place, and
-                // through a link it would write into the shared file.
+                // A CC sector's tree-d is the same for every sector of its size:
+                // linked, as damocles does. PC1, PC2 and C1 only read an
+                // existing tree-d (the tree library loads it, never rebuilds it).
                 match self
                     .processors
                     .static_tree_d(size)
@@ -407,17 +423,15 @@ impl SealingThread {
                 {
                     Some(src) => {
                         let dest = vc_processors::builtin::tree_d_path(&paths("cache"));
-                        let part = dest.with_extension("part");
-                        std::fs::copy(src, &part)
-                            .and_then(|_| std::fs::rename(&part, &dest))
-                            .map_err(|e| {
-                                temporary(anyhow!(
-                                    "copy processors.static_tree_d {} to {}: {e}",
-                                    src.display(),
-                                    dest.display()
-                                ))
-                            })?;
-                        info!(thread = self.index, from = %src.display(), "tree-d copied from processors.static_tree_d");
+                        let _ = std::fs::remove_file(&dest);
+                        std::os::unix::fs::symlink(src, &dest).map_err(|e| {
+                            temporary(anyhow!(
+                                "link processors.static_tree_d {} at {}: {e}",
+                                src.display(),
+                                dest.display()
+                            ))
+                        })?;
+                        info!(thread = self.index, from = %src.display(), "tree-d linked from processors.static_tree_d");
                     }
                     None => {
                         let task = tasks::TreeD {
@@ -551,10 +565,10 @@ impl SealingThread {
                 let attached = self
                     .attached
                     .iter()
-                    .find(|a| a.instance_name() == store.name)
+                    .find(|a| !a.readonly && a.instance_name() == store.name)
                     .ok_or_else(|| {
                         Failure::Permanent(anyhow!(
-                            "the manager chose store {:?}, which is not attached here",
+                            "the manager chose store {:?}, which is not attached here writable",
                             store.name
                         ))
                     })?;

@@ -220,7 +220,33 @@ pub fn tree_d_path(cache_dir: &Path) -> PathBuf {
 
 /// Bytes of a sector's tree-d: every node of a binary tree over its 32-byte leaves.
 pub fn tree_d_len(sector_size: u64) -> u64 {
-    2 * sector_size - 32
+    (2 * sector_size).saturating_sub(32)
+}
+
+/// Checks that `file` is the whole tree-d of a CC sector of `proof`'s size:
+/// its length, and its root (the last node) against the CC comm_d. A file
+/// left half-written by an interrupted build has the length but not the root.
+pub fn check_cc_tree_d(proof: RegisteredSealProof, file: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let size = u64::from(proof.sector_size());
+    let want = tree_d_len(size);
+    let mut f = fs::File::open(file).with_context(|| format!("open {}", file.display()))?;
+    let got = f.metadata()?.len();
+    ensure!(
+        got == want,
+        "{} holds {got} bytes, a tree-d of a {size}-byte sector holds {want}",
+        file.display()
+    );
+    let mut root = [0u8; 32];
+    f.seek(SeekFrom::Start(want - 32))?;
+    f.read_exact(&mut root)?;
+    let cc = seal::compute_comm_d(proof, &[]).context("the CC comm_d")?;
+    ensure!(
+        root == cc,
+        "{} is not the tree-d of a CC sector: its root is not the CC comm_d (a build that did not finish?)",
+        file.display()
+    );
+    Ok(())
 }
 
 /// Builds tree-d (`sc-02-data-tree-d.dat`) of the staged file into the cache dir.

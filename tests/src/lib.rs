@@ -19,13 +19,7 @@ use fil_params::ParamSet;
 /// way and an up-to-date build is a no-op.
 pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test> -> target/<profile>
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .to_path_buf();
+    let profile_dir = profile_dir();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let profile = profile_dir
@@ -48,6 +42,39 @@ pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
         "{} (package {package}) missing after build",
         path.display()
     );
+    path
+}
+
+/// The directory of this test's profile: target/<profile>/deps/<test> ->
+/// target/<profile>.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// Path of a `cdylib` of a workspace package (`lib<lib>.so`), built on first
+/// use with the same cargo and profile, like [`workspace_bin`].
+pub fn workspace_cdylib(package: &str, lib: &str) -> PathBuf {
+    let profile_dir = profile_dir();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "--lib", "-p", package]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo to build {package}: {e}"));
+    assert!(status.success(), "building {package} failed");
+    let path = profile_dir.join(format!(
+        "{}{lib}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    assert!(path.exists(), "{} missing after build", path.display());
     path
 }
 

@@ -1,0 +1,6 @@
+//! The builtin filesystem store served as a plugin: the whole plugin is one
+//! line, because `FsStore` implements `StorePlugin`. Built as
+//! `libobjstore_fs_plugin.so`; a daemon given this file serves `PluginName =
+//! "fs"` stores exactly as its builtin store does.
+
+damocles_objstore::export_store_plugin!(damocles_objstore::fs::FsStore);

@@ -9,6 +9,7 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{check_range, Config, Error, Info, ObjectPath, Result, Store};
 
@@ -135,7 +136,10 @@ impl Store for FsStore {
     fn put(&self, path: &ObjectPath, data: &mut dyn Read) -> Result<u64> {
         let p = self.writable(path)?;
         let name = p.file_name().expect("a file name").to_string_lossy();
-        let tmp = p.with_file_name(format!(".{name}.part-{}", std::process::id()));
+        // Unique per put, so concurrent puts of one path never share a file.
+        static PUTS: AtomicU64 = AtomicU64::new(0);
+        let n = PUTS.fetch_add(1, Ordering::Relaxed);
+        let tmp = p.with_file_name(format!(".{name}.part-{}-{n}", std::process::id()));
         let written = (|| -> io::Result<u64> {
             let mut f = File::create(&tmp)?;
             let n = io::copy(data, &mut f)?;
@@ -181,7 +185,7 @@ impl Store for FsStore {
                 let name = e.file_name().to_string_lossy().to_string();
                 if t.is_dir() {
                     dirs.push(e.path());
-                } else if t.is_file() && !name.contains(".part-") {
+                } else if t.is_file() && !(name.starts_with('.') && name.contains(".part-")) {
                     let rel = e.path();
                     let rel = rel.strip_prefix(&self.root).expect("below the root");
                     out.push(rel.to_string_lossy().to_string());

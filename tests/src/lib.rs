@@ -61,7 +61,9 @@ pub fn workspace_cdylib(package: &str, lib: &str) -> PathBuf {
     let profile_dir = profile_dir();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "--lib", "-p", package]);
+    // The whole workspace's libraries, like `workspace_bin`: the same
+    // feature unification as every other build, so nothing is rebuilt.
+    cmd.args(["build", "--quiet", "--workspace", "--lib"]);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }

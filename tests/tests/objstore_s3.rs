@@ -1,0 +1,223 @@
+//! The S3 store plugin (examples/objstore-s3-plugin, loaded as a cdylib)
+//! against a real S3 server process: moto's server, which `.ci/run`
+//! installs from PyPI. Put, stat, ranged get, list, delete, a large object
+//! through a multipart upload, a failed upload leaving nothing visible, bad
+//! config, and a server that went away.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use damocles_e2e::manager::http;
+use damocles_e2e::worker::free_port;
+use damocles_e2e::workspace_cdylib;
+use damocles_objstore::plugin::Plugin;
+use damocles_objstore::{Config, Error, ObjectPath, Store};
+
+/// `python3 -m moto.server` on a free loopback port, killed on drop.
+struct S3Server {
+    child: Child,
+    authority: String,
+}
+
+impl S3Server {
+    fn start() -> S3Server {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python3 -m moto.server (.ci/run installs moto[server])");
+        let authority = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(&authority).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not start on {authority}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        S3Server { child, authority }
+    }
+
+    fn create_bucket(&self, name: &str) {
+        let (status, body) = http(&self.authority, "PUT", &format!("/{name}"), &[], "");
+        assert_eq!(status, 200, "create bucket {name}: {body}");
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn p(s: &str) -> ObjectPath {
+    ObjectPath::new(s).unwrap()
+}
+
+fn config(server: &S3Server, bucket: &str) -> Config {
+    let mut c = Config {
+        name: "s3-1".into(),
+        path: bucket.into(),
+        ..Config::default()
+    };
+    for (k, v) in [
+        ("endpoint", format!("http://{}", server.authority)),
+        ("access_key_id", "test".into()),
+        ("secret_access_key", "test".into()),
+        ("prefix", "cluster-a".into()),
+        ("part_size", (5 << 20).to_string()),
+        ("max_retries", "1".into()),
+        ("retry_timeout_secs", "3".into()),
+    ] {
+        c.meta.insert(k.into(), v);
+    }
+    c
+}
+
+/// A source that gives `n` bytes, then fails.
+struct FailsAfter(usize);
+
+impl Read for FailsAfter {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0 == 0 {
+            return Err(std::io::Error::other("the sealed file went away"));
+        }
+        let n = buf.len().min(self.0);
+        buf[..n].fill(7);
+        self.0 -= n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn the_s3_plugin_serves_a_real_s3_server() {
+    let lib = workspace_cdylib("example-objstore-s3-plugin", "objstore_s3_plugin");
+    let plugin = Plugin::load(&lib).unwrap();
+    assert_eq!(plugin.kind(), "s3");
+    let mut server = S3Server::start();
+    server.create_bucket("sectors");
+    let s = plugin.open(config(&server, "sectors")).unwrap();
+
+    // Small objects: one request each.
+    assert_eq!(
+        s.put(&p("cache/s-t01000-1/p_aux"), &mut &b"aux-bytes"[..])
+            .unwrap(),
+        9
+    );
+    assert_eq!(s.stat(&p("cache/s-t01000-1/p_aux")).unwrap(), 9);
+    let mut got = String::new();
+    s.get(&p("cache/s-t01000-1/p_aux"), 4, Some(5))
+        .unwrap()
+        .read_to_string(&mut got)
+        .unwrap();
+    assert_eq!(got, "bytes");
+    assert_eq!(
+        s.full_path(&p("sealed/x")),
+        "s3://sectors/cluster-a/sealed/x"
+    );
+
+    // A large object: a multipart upload of 5 MiB parts; ranged reads across
+    // a part boundary and in the last part.
+    let big: Vec<u8> = (0..12 * (1 << 20) + 123)
+        .map(|i: u32| (i % 253) as u8)
+        .collect();
+    assert_eq!(
+        s.put(&p("sealed/s-t01000-1"), &mut &big[..]).unwrap(),
+        big.len() as u64
+    );
+    assert_eq!(s.stat(&p("sealed/s-t01000-1")).unwrap(), big.len() as u64);
+    let boundary = 5 << 20;
+    let mut part = Vec::new();
+    s.get(&p("sealed/s-t01000-1"), boundary - 100, Some(200))
+        .unwrap()
+        .read_to_end(&mut part)
+        .unwrap();
+    assert_eq!(part, big[boundary as usize - 100..boundary as usize + 100]);
+    let mut all = Vec::new();
+    s.get(&p("sealed/s-t01000-1"), 0, None)
+        .unwrap()
+        .read_to_end(&mut all)
+        .unwrap();
+    assert!(all == big, "the whole object reads back byte for byte");
+    assert!(matches!(
+        s.get(
+            &p("sealed/s-t01000-1"),
+            big.len() as u64 - 1,
+            Some(u64::MAX / 2)
+        ),
+        Err(Error::InvalidRange(_))
+    ));
+
+    // A multipart upload whose source fails is aborted: nothing visible.
+    let failed = s.put(&p("sealed/s-t01000-2"), &mut FailsAfter(11 << 20));
+    match failed {
+        Err(Error::Io(m)) => assert!(m.contains("the sealed file went away"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        s.stat(&p("sealed/s-t01000-2")),
+        Err(Error::NotFound(_))
+    ));
+
+    assert_eq!(
+        s.list(None).unwrap(),
+        vec![
+            "cache/s-t01000-1/p_aux".to_string(),
+            "sealed/s-t01000-1".into()
+        ]
+    );
+    assert_eq!(
+        s.list(Some(&p("sealed"))).unwrap(),
+        vec!["sealed/s-t01000-1".to_string()]
+    );
+    s.del(&p("cache/s-t01000-1/p_aux")).unwrap();
+    match s.stat(&p("cache/s-t01000-1/p_aux")) {
+        Err(Error::NotFound(m)) => assert!(
+            m.contains("s3://sectors/cluster-a/cache/s-t01000-1/p_aux"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(s.del(&p("nothing")), Err(Error::NotFound(_))));
+
+    // Bad config, refused by the constructor with the key named.
+    let mut no_key = config(&server, "sectors");
+    no_key.meta.remove("access_key_id");
+    match plugin.open(no_key) {
+        Err(Error::Config(m)) => assert!(m.contains("Meta.access_key_id"), "{m}"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let mut tiny_parts = config(&server, "sectors");
+    tiny_parts.meta.insert("part_size".into(), "1024".into());
+    match plugin.open(tiny_parts) {
+        Err(Error::Config(m)) => assert!(m.contains("Meta.part_size"), "{m}"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+
+    // The server goes away: a clear error after the configured retries.
+    server.stop();
+    let started = Instant::now();
+    match s.stat(&p("sealed/s-t01000-1")) {
+        Err(Error::Io(m)) => assert!(
+            m.contains("s3://sectors/cluster-a/sealed/s-t01000-1"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(60));
+}

@@ -90,6 +90,22 @@ location = "{store}"
     cfg
 }
 
+/// `damocles-worker generator tree-d -s 2KiB -p <dir>`: the precomputed CC
+/// tree-d for `[processors.static_tree_d]`; returns the file.
+pub fn generate_static_tree_d(dir: &Path) -> PathBuf {
+    let out = Command::new(workspace_bin("damocles-worker", "damocles-worker"))
+        .args(["generator", "tree-d", "-s", "2KiB", "-p"])
+        .arg(dir)
+        .output()
+        .expect("run damocles-worker generator tree-d");
+    assert!(
+        out.status.success(),
+        "generator tree-d: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("sc-02-data-tree-d.dat")
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

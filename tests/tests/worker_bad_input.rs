@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use damocles_api::SectorID;
 use damocles_e2e::manager::{init_home, ManagerProcess};
+use damocles_e2e::proof_params;
 use damocles_e2e::worker::{
-    kill_group, list_threads, spawn, wait_for, worker_cli, write_config, write_config_with, Setup,
+    generate_static_tree_d, kill_group, list_threads, spawn, wait_for, worker_cli, write_config,
+    write_config_with, Setup,
 };
-use damocles_e2e::{proof_params, workspace_bin};
 use fil_params::ParamSet;
 use serde_json::Value;
 
@@ -94,14 +95,7 @@ async fn a_store_that_cannot_be_written_pauses_the_thread_and_keeps_the_sector()
     let mount = dir.path().join("store-1-mount");
     std::fs::write(&mount, b"not a directory").unwrap();
     // This worker also takes its CC tree-d from a precomputed file.
-    let static_dir = dir.path().join("static");
-    let made = std::process::Command::new(workspace_bin("damocles-worker", "damocles-worker"))
-        .args(["generator", "tree-d", "-s", "2KiB", "-p"])
-        .arg(&static_dir)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let static_tree_d = static_dir.join("sc-02-data-tree-d.dat");
+    let static_tree_d = generate_static_tree_d(&dir.path().join("static"));
     let mut setup = Setup::default();
     setup.processors += &format!(
         "\n[processors.static_tree_d]\n2KiB = \"{}\"\n",

@@ -12,6 +12,22 @@ fn worker(args: &[&str]) -> Output {
         .expect("run damocles-worker")
 }
 
+/// Runs `daemon -c cfg`, which must exit 1 at start; its stderr. Under a
+/// time limit: a daemon that wrongly starts fails the test, not hangs it.
+fn refused_at_start(cfg: &std::path::Path) -> String {
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(workspace_bin("damocles-worker", "damocles-worker"))
+        .arg("daemon")
+        .arg("-c")
+        .arg(cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "refused at start: {stderr}");
+    stderr
+}
+
 #[test]
 fn a_damocles_worker_config_is_accepted_with_what_is_ignored_named() {
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/damocles-worker.toml");
@@ -137,15 +153,7 @@ fn generator_tree_d_writes_a_whole_tree_and_the_daemon_refuses_a_wrong_one() {
         ),
     )
     .unwrap();
-    // With a time limit: a daemon that wrongly starts must fail the test, not hang it.
-    let out = Command::new("timeout")
-        .arg("30")
-        .arg(workspace_bin("damocles-worker", "damocles-worker"))
-        .args(["daemon", "-c", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "refused at start: {stderr}");
+    let stderr = refused_at_start(&cfg);
     assert!(
         stderr.contains("processors.static_tree_d.2KiB") && stderr.contains("holds 100 bytes"),
         "{stderr}"
@@ -153,14 +161,7 @@ fn generator_tree_d_writes_a_whole_tree_and_the_daemon_refuses_a_wrong_one() {
 
     // The right size but not the tree (a build that did not finish): refused too.
     std::fs::write(&short, vec![0u8; 2 * 2048 - 32]).unwrap();
-    let out = Command::new("timeout")
-        .arg("30")
-        .arg(workspace_bin("damocles-worker", "damocles-worker"))
-        .args(["daemon", "-c", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "refused at start: {stderr}");
+    let stderr = refused_at_start(&cfg);
     assert!(
         stderr.contains("processors.static_tree_d.2KiB")
             && stderr.contains("not the tree-d of a CC sector"),

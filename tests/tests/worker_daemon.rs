@@ -14,10 +14,11 @@ use damocles_api::cli::ManagerCliApiClient;
 use damocles_api::SectorID;
 use damocles_e2e::manager::http;
 use damocles_e2e::manager::{init_home, ManagerProcess};
+use damocles_e2e::proof_params;
 use damocles_e2e::worker::{
-    free_port, kill_group, sample, spawn, wait_for, write_config_with, Setup,
+    free_port, generate_static_tree_d, kill_group, sample, spawn, wait_for, write_config_with,
+    Setup,
 };
-use damocles_e2e::{proof_params, workspace_bin};
 use fil_params::ParamSet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,20 +38,10 @@ async fn two_sealing_threads_seal_four_sectors_to_active_through_ext_processors(
     let metrics = format!("127.0.0.1:{}", free_port());
     // tree-d from a precomputed CC file: four proofs the devnet verifies
     // show the file is right.
-    let static_dir = dir.path().join("static");
-    let made = std::process::Command::new(workspace_bin("damocles-worker", "damocles-worker"))
-        .args(["generator", "tree-d", "-s", "2KiB", "-p"])
-        .arg(&static_dir)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let static_tree_d = generate_static_tree_d(&dir.path().join("static"));
     setup.processors += &format!(
         "\n[processors.limitation.concurrent]\nc2 = 1\n\n[processors.static_tree_d]\n2KiB = \"{}\"\n\n[metrics]\nenable = true\nhttp_listen = \"{metrics}\"\n",
-        static_dir.join("sc-02-data-tree-d.dat").display()
+        static_tree_d.display()
     );
     let cfg = write_config_with(dir.path(), &m, &m.token("write"), &setup);
     let log = dir.path().join("worker.log");

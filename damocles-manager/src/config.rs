@@ -31,6 +31,7 @@ pub struct Common {
     #[serde(rename = "API")]
     pub api: ApiConfig,
     pub auth: AuthConfig,
+    pub plugins: PluginsConfig,
     pub persist_stores: Vec<PersistStoreConfig>,
 }
 
@@ -74,6 +75,14 @@ pub struct AuthConfig {
     /// "read" or "write". Unmodified damocles workers send no token; "write"
     /// lets them in on a trusted network.
     pub anonymous_permission: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PluginsConfig {
+    /// Where objstore plugins (shared libraries) are loaded from at start;
+    /// empty loads none.
+    pub dir: PathBuf,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -263,14 +272,19 @@ impl ManagerConfig {
             if s.path.as_os_str().is_empty() {
                 bail!("key {key}.Path: missing; every persist store needs a Path");
             }
-            if !s.path.is_absolute() {
+            // A plugin's Path is whatever it understands (a bucket).
+            if s.plugin_name.is_empty() && !s.path.is_absolute() {
                 bail!(
                     "key {key}.Path: {} must be an absolute path",
                     s.path.display()
                 );
             }
-            if !s.plugin_name.is_empty() {
-                bail!("key {key}.PluginName: objstore plugins are not supported by this release (store {:?})", s.instance_name());
+            if !s.plugin_name.is_empty() && self.common.plugins.dir.as_os_str().is_empty() {
+                bail!(
+                    "key {key}.PluginName: store {:?} names plugin {:?}, but Common.Plugins.Dir is not set",
+                    s.instance_name(),
+                    s.plugin_name
+                );
             }
             if !names.insert(s.instance_name()) {
                 bail!(
@@ -364,8 +378,13 @@ AllowUnauthenticatedLoopback = false
 # Unmodified damocles workers send no token: "write" admits them (trusted networks only).
 AnonymousPermission = ""
 
+[Common.Plugins]
+# Objstore plugins (*.so) loaded at start; a store names one by PluginName.
+# Dir = "/opt/damocles/plugins"
+
 # Persist stores: where workers put sealed sectors. Name must match the
-# workers' [[attached]] store names.
+# workers' [[attached]] store names. With PluginName = "s3" the store is served
+# by that plugin: Path is then the bucket, Meta its settings (docs/objstore.md).
 [[Common.PersistStores]]
 Name = "store-1"
 Path = "{store}"

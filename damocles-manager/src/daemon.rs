@@ -101,7 +101,7 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         Ok(n) => info!(open_files = n, "file descriptor limit"),
         Err(e) => warn!(error = %e, "could not raise the file descriptor limit"),
     }
-    let stores = Stores::open(&cfg.common.persist_stores)?;
+    let stores = Stores::open(&cfg.common.persist_stores, &cfg.common.plugins.dir)?;
     if cfg.miners.is_empty() {
         warn!("no [[Miners]] configured: nothing to allocate");
     }

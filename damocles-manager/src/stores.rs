@@ -1,27 +1,42 @@
-//! Persist stores: where finished sectors live. Builtin filesystem stores from
-//! `[[Common.PersistStores]]`; objstore plugins plug in behind the same calls
-//! in a later release.
+//! Persist stores: where finished sectors live. Each `[[Common.PersistStores]]`
+//! entry is a [`Store`]: the builtin filesystem store, or the objstore plugin
+//! its `PluginName` names, loaded from `[Common.Plugins] Dir`. Every check
+//! goes through the store, whatever it is.
 //!
 //! Reservation picks, at random weighted by `Weight`, among the stores the
 //! worker offered that are writable, allowed for the miner, and have room for
 //! the size on top of what is already reserved there.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use damocles_api::{SectorID, StoreBasicInfo};
+use damocles_objstore::registry::Registry;
+use damocles_objstore::{Config as StoreConfig, Error as StoreError, ObjectPath, Store};
 use rand::Rng;
+use tracing::{error, info};
 
 use crate::config::PersistStoreConfig;
 use crate::error::name;
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PersistStore {
     pub config: PersistStoreConfig,
+    pub store: Arc<dyn Store>,
 }
 
-/// Space of a store's filesystem.
+impl std::fmt::Debug for PersistStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersistStore")
+            .field("name", &self.name())
+            .field("kind", &self.store.kind())
+            .finish()
+    }
+}
+
+/// Space of a store.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Space {
     pub total: u64,
@@ -44,11 +59,18 @@ impl PersistStore {
         }
     }
 
+    /// What the store reports; none at all when it cannot say (a stopped
+    /// server), so nothing is reserved there meanwhile.
     pub fn space(&self) -> Space {
-        let p = &self.config.path;
-        Space {
-            total: fs4::total_space(p).unwrap_or(0),
-            free: fs4::available_space(p).unwrap_or(0),
+        match self.store.info() {
+            Ok(i) => Space {
+                total: i.total,
+                free: i.free,
+            },
+            Err(e) => {
+                error!(store = %self.name(), error = %e, "store capacity unknown");
+                Space::default()
+            }
         }
     }
 
@@ -58,41 +80,43 @@ impl PersistStore {
             && (c.allow_miners.is_empty() || c.allow_miners.contains(&miner))
     }
 
-    fn sealed_file(&self, id: SectorID) -> PathBuf {
-        self.config.path.join("sealed").join(name(id))
-    }
-
-    fn cache_dir(&self, id: SectorID) -> PathBuf {
-        self.config.path.join("cache").join(name(id))
-    }
-
-    /// Whether a sealed sector's files are all here and whole: the sealed file
-    /// is exactly the sector size and every cache file PoSt needs exists and is
-    /// not empty. `Err` says what is missing.
+    /// Whether a sealed sector's objects are all in the store and whole: the
+    /// sealed file is exactly the sector size and every cache file PoSt needs
+    /// exists and is not empty. `Err` says what is missing, by store and path.
     pub fn check_persisted(
         &self,
         id: SectorID,
         sector_size: u64,
     ) -> std::result::Result<(), String> {
-        let sealed = self.sealed_file(id);
-        match std::fs::metadata(&sealed) {
-            Ok(m) if m.is_file() && m.len() == sector_size => {}
-            Ok(m) => {
-                return Err(format!(
-                    "{} is {} bytes, expected {sector_size}",
-                    sealed.display(),
-                    m.len()
-                ))
+        let sector = name(id);
+        let stat = |path: String| -> std::result::Result<u64, String> {
+            let p = ObjectPath::new(&path).map_err(|e| e.to_string())?;
+            match self.store.stat(&p) {
+                Ok(n) => Ok(n),
+                Err(StoreError::NotFound(_)) => Err(format!(
+                    "{} is missing from store {}",
+                    self.store.full_path(&p),
+                    self.name()
+                )),
+                Err(e) => Err(format!(
+                    "{} in store {}: {e}",
+                    self.store.full_path(&p),
+                    self.name()
+                )),
             }
-            Err(e) => return Err(format!("{}: {e}", sealed.display())),
+        };
+        let sealed = format!("sealed/{sector}");
+        let n = stat(sealed.clone())?;
+        if n != sector_size {
+            return Err(format!(
+                "{sealed} in store {} is {n} bytes, expected {sector_size}",
+                self.name()
+            ));
         }
-        let cache = self.cache_dir(id);
         for f in vc_processors::builtin::persisted_cache_files(sector_size) {
-            let p = cache.join(&f);
-            match std::fs::metadata(&p) {
-                Ok(m) if m.is_file() && m.len() > 0 => {}
-                Ok(_) => return Err(format!("{} is empty or not a file", p.display())),
-                Err(e) => return Err(format!("{}: {e}", p.display())),
+            let path = format!("cache/{sector}/{}", f.display());
+            if stat(path.clone())? == 0 {
+                return Err(format!("{path} in store {} is empty", self.name()));
             }
         }
         Ok(())
@@ -105,18 +129,60 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Builds the stores, checking each path is a directory.
-    pub fn open(configs: &[PersistStoreConfig]) -> Result<Stores> {
+    /// Opens the stores: the filesystem ones must be directories (refused
+    /// at start, by key); a plugin store that cannot be opened, or whose
+    /// plugin did not load, is logged and left out, and the daemon serves
+    /// the others.
+    pub fn open(configs: &[PersistStoreConfig], plugins_dir: &Path) -> Result<Stores> {
+        let registry = if plugins_dir.as_os_str().is_empty() {
+            Registry::empty()
+        } else {
+            let (registry, refused) = Registry::load(plugins_dir)
+                .with_context(|| "key Common.Plugins.Dir".to_string())?;
+            for e in refused {
+                error!(error = %e, "objstore plugin refused");
+            }
+            for p in registry.plugins() {
+                info!(plugin = %p.kind(), file = %p.path().display(), "objstore plugin loaded");
+            }
+            registry
+        };
         let mut stores = Vec::new();
         for (i, c) in configs.iter().enumerate() {
-            if !c.path.is_dir() {
+            if c.plugin_name.is_empty() && !c.path.is_dir() {
                 bail!(
                     "key Common.PersistStores[{i}].Path: {} is not a directory (store {:?})",
                     c.path.display(),
                     c.instance_name()
                 );
             }
-            stores.push(PersistStore { config: c.clone() });
+            let cfg = StoreConfig {
+                name: c.instance_name(),
+                path: c.path.display().to_string(),
+                meta: c.meta.clone(),
+                strict: c.strict,
+                read_only: c.read_only,
+                weight: u32::try_from(c.weight).unwrap_or(u32::MAX),
+            };
+            match registry.open(&c.plugin_name, cfg) {
+                Ok(store) => {
+                    info!(store = %c.instance_name(), kind = %store.kind(), "persist store open");
+                    stores.push(PersistStore {
+                        config: c.clone(),
+                        store,
+                    });
+                }
+                Err(e) if !c.plugin_name.is_empty() => error!(
+                    key = %format!("Common.PersistStores[{i}]"),
+                    store = %c.instance_name(),
+                    error = %e,
+                    "persist store left out"
+                ),
+                Err(e) => bail!(
+                    "key Common.PersistStores[{i}]: store {:?}: {e}",
+                    c.instance_name()
+                ),
+            }
         }
         Ok(Stores { stores })
     }
@@ -169,19 +235,29 @@ impl Stores {
 mod tests {
     use super::*;
 
-    fn store(name: &str, weight: u64) -> PersistStore {
+    /// A filesystem store in `dir`; the picks below never touch it.
+    fn store(dir: &Path, name: &str, weight: u64) -> PersistStore {
+        let store = damocles_objstore::fs::FsStore::open(StoreConfig {
+            name: name.into(),
+            path: dir.display().to_string(),
+            ..Default::default()
+        })
+        .unwrap();
         PersistStore {
             config: PersistStoreConfig {
                 name: name.into(),
-                path: PathBuf::from("/nonexistent"),
+                path: dir.to_path_buf(),
                 weight,
                 ..Default::default()
             },
+            store: Arc::new(store),
         }
     }
 
     #[test]
     fn picks_only_eligible_stores_weighted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = |name: &str, weight: u64| store(tmp.path(), name, weight);
         let mut ro = store("ro", 1);
         ro.config.read_only = true;
         let mut denied = store("denied", 1);

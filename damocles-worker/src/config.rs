@@ -52,7 +52,16 @@ pub struct WorkerConfig {
     pub sealing: SealingOptions,
     pub sealing_thread: Vec<SealingThread>,
     pub attached: Vec<AttachedStore>,
+    pub plugins: PluginsSection,
     pub processors: Processors,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PluginsSection {
+    /// Objstore plugins (shared libraries) loaded at start, the same files
+    /// the manager loads; `[[attached]]` stores name one by `plugin_name`.
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -307,8 +316,16 @@ pub struct SealingThread {
 pub struct AttachedStore {
     /// Must match the manager's persist store name (default: location).
     pub name: Option<String>,
+    /// A directory, or with `plugin_name` whatever the plugin understands
+    /// (the manager store's `Path`: a bucket).
     pub location: PathBuf,
     pub readonly: bool,
+    /// The objstore plugin serving this store (its kind, as the manager's
+    /// `PluginName`); unset: the directory at `location`.
+    #[serde(alias = "plugin")]
+    pub plugin_name: Option<String>,
+    /// The plugin's settings, as the manager store's `Meta`.
+    pub meta: BTreeMap<String, String>,
 }
 
 impl AttachedStore {
@@ -531,6 +548,18 @@ impl WorkerConfig {
                     "key attached[{i}].name: {:?} is used by another attached store",
                     a.instance_name()
                 );
+            }
+            match &a.plugin_name {
+                Some(p) if p.is_empty() => bail!("key attached[{i}].plugin_name: empty"),
+                Some(p) if self.plugins.dir.is_none() => bail!(
+                    "key attached[{i}].plugin_name: store {:?} names plugin {p:?}, but plugins.dir is not set",
+                    a.instance_name()
+                ),
+                Some(_) => {}
+                None if !a.meta.is_empty() => bail!(
+                    "key attached[{i}].meta: only a plugin store (plugin_name) takes meta"
+                ),
+                None => {}
             }
         }
         let p = &self.processors;

@@ -69,9 +69,10 @@ pub async fn run(config_path: &Path) -> Result<()> {
     let exe = std::env::current_exe().context("locate this executable")?;
     let processors = Arc::new(Processors::start(&cfg.processors, &exe).await?);
     let instance = instance_name(&cfg);
-    if !cfg.attached.iter().any(|a| !a.readonly) {
+    let attached = crate::stores::open(&cfg)?;
+    if !attached.iter().any(|a| a.writable()) {
         anyhow::bail!(
-            "key attached: no writable [[attached]] store; sealed sectors are persisted to one"
+            "key attached: no writable [[attached]] store could be used; sealed sectors are persisted to one"
         );
     }
     // Every thread opened and every listener bound before any work starts:
@@ -90,7 +91,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
             instance.clone(),
             client.clone(),
             Arc::clone(&processors),
-            cfg.attached.clone(),
+            attached.clone(),
         )?;
         threads.push((thread, sealing));
     }

@@ -15,3 +15,4 @@ pub mod manager_client;
 pub mod metrics;
 pub mod processors;
 pub mod sealing;
+pub mod stores;

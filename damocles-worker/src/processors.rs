@@ -238,6 +238,24 @@ impl Processors {
         out
     }
 
+    /// Runs `work` on a blocking thread of this process as stage `stage`:
+    /// within the stage's limits and timed like any processor run. For work
+    /// that needs the daemon's own state (a loaded store plugin).
+    pub async fn run_in_process<R: Send + 'static>(
+        &self,
+        stage: &str,
+        work: impl FnOnce() -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let _token = self.enter(stage).await;
+        let started = Instant::now();
+        let out = tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| anyhow!("{stage} (in process) panicked or was cancelled: {e}"))
+            .and_then(|r| r);
+        self.stages.observe(stage, out.is_ok(), started.elapsed());
+        out
+    }
+
     async fn dispatch<T>(&self, task: T) -> Result<T::Output>
     where
         T: Task + Send + 'static,

@@ -11,6 +11,7 @@
 pub mod abi;
 pub mod fs;
 pub mod plugin;
+pub mod registry;
 pub mod sdk;
 
 use std::collections::BTreeMap;

@@ -21,9 +21,10 @@ use vc_processors::tasks::{self as tasks, prover_id};
 use super::ctrl::Ctrl;
 use super::doc_store::DocStore;
 use super::state::{Event, SectorDoc, State};
-use crate::config::{AttachedStore, Sealing};
+use crate::config::Sealing;
 use crate::manager_client::ManagerClient;
 use crate::processors::Processors;
+use crate::stores::{self, Attached};
 
 /// How a step failed, as damocles grades it.
 #[derive(Debug)]
@@ -85,7 +86,7 @@ pub struct SealingThread {
     store: DocStore,
     client: ManagerClient,
     processors: Arc<Processors>,
-    attached: Vec<AttachedStore>,
+    attached: Vec<Attached>,
 }
 
 /// Creates a sealing location's layout (data directories, sector database)
@@ -114,7 +115,7 @@ impl SealingThread {
         instance: String,
         client: ManagerClient,
         processors: Arc<Processors>,
-        attached: Vec<AttachedStore>,
+        attached: Vec<Attached>,
     ) -> anyhow::Result<SealingThread> {
         std::fs::create_dir_all(&location)
             .with_context(|| format!("create sealing location {}", location.display()))?;
@@ -538,7 +539,7 @@ impl SealingThread {
                 let candidates: Vec<String> = self
                     .attached
                     .iter()
-                    .filter(|a| !a.readonly)
+                    .filter(|a| a.writable())
                     .map(|a| a.instance_name())
                     .collect();
                 // An empty list would let the manager pick any store, even
@@ -565,7 +566,7 @@ impl SealingThread {
                 let attached = self
                     .attached
                     .iter()
-                    .find(|a| !a.readonly && a.instance_name() == store.name)
+                    .find(|a| a.writable() && a.instance_name() == store.name)
                     .ok_or_else(|| {
                         Failure::Permanent(anyhow!(
                             "the manager chose store {:?}, which is not attached here writable",
@@ -573,7 +574,26 @@ impl SealingThread {
                         ))
                     })?;
                 let name = format!("s-t0{}-{}", s.id.miner, s.id.number);
-                let route = |src: PathBuf, dest: String, is_dir: bool| tasks::TransferRoute {
+                let mut files = vec![(paths("sealed"), format!("sealed/{name}"))];
+                for f in vc_processors::builtin::persisted_cache_files(u64::from(
+                    s.proof_type.0.sector_size(),
+                )) {
+                    files.push((
+                        paths("cache").join(&f),
+                        format!("cache/{name}/{}", f.display()),
+                    ));
+                }
+                if let Some(plugin) = &attached.plugin {
+                    let plugin = Arc::clone(plugin);
+                    let n = self
+                        .processors
+                        .run_in_process("transfer", move || stores::put_files(&*plugin, &files))
+                        .await
+                        .map_err(temporary)?;
+                    info!(sector = %name, store = %store.name, bytes = n, "persisted through the store plugin");
+                    return Ok(Some(Event::Persist(store.name)));
+                }
+                let route = |src: PathBuf, dest: String| tasks::TransferRoute {
                     src: tasks::TransferItem {
                         store_name: None,
                         uri: src,
@@ -583,20 +603,14 @@ impl SealingThread {
                         uri: dest.into(),
                     },
                     opt: Some(tasks::TransferOption {
-                        is_dir,
+                        is_dir: false,
                         allow_link: false,
                     }),
                 };
-                let mut routes = vec![route(paths("sealed"), format!("sealed/{name}"), false)];
-                for f in vc_processors::builtin::persisted_cache_files(u64::from(
-                    s.proof_type.0.sector_size(),
-                )) {
-                    routes.push(route(
-                        paths("cache").join(&f),
-                        format!("cache/{name}/{}", f.display()),
-                        false,
-                    ));
-                }
+                let routes = files
+                    .into_iter()
+                    .map(|(src, dest)| route(src, dest))
+                    .collect();
                 let task = tasks::Transfer {
                     stores: BTreeMap::from([(
                         store.name.clone(),
@@ -604,7 +618,7 @@ impl SealingThread {
                             name: store.name.clone(),
                             meta: Some(BTreeMap::from([(
                                 "path".to_string(),
-                                attached.location.display().to_string(),
+                                attached.config.location.display().to_string(),
                             )])),
                         },
                     )]),

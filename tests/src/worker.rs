@@ -19,6 +19,9 @@ pub struct Setup {
     pub threads: usize,
     /// The `[processors]` part of the config, verbatim.
     pub processors: String,
+    /// The `[[attached]]` part (and `[plugins]`), verbatim; `None`: the
+    /// manager's `store-1` directory.
+    pub stores: Option<String>,
 }
 
 impl Default for Setup {
@@ -31,6 +34,7 @@ impl Default for Setup {
                 "[[processors.pc1]]\n[[processors.pc2]]\n\n[[processors.c2]]\nbin = \"{}\"\n",
                 workspace_bin("example-verified-c2", "verified-c2").display()
             ),
+            stores: None,
         }
     }
 }
@@ -74,14 +78,15 @@ rpc_polling_interval = "300ms"
 max_retries = 3
 
 {threads}
-[[attached]]
-name = "store-1"
-location = "{store}"
+{stores}
 
 {processors}
 "#,
             addr = m.url.trim_end_matches("/rpc/v0"),
-            store = m.home.join("store-1").display(),
+            stores = setup.stores.clone().unwrap_or_else(|| format!(
+                "[[attached]]\nname = \"store-1\"\nlocation = \"{}\"\n",
+                m.home.join("store-1").display()
+            )),
             processors = setup.processors,
             admin_port = free_port(),
         ),

@@ -5,88 +5,14 @@
 //! config, and a server that went away.
 
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use damocles_e2e::manager::http;
-use damocles_e2e::worker::free_port;
-use damocles_e2e::workspace_cdylib;
+use damocles_e2e::s3::{s3_plugin, S3Server};
 use damocles_objstore::plugin::Plugin;
-use damocles_objstore::{Config, Error, ObjectPath, Store};
-
-/// `python3 -m moto.server` on a free loopback port, killed on drop.
-struct S3Server {
-    child: Child,
-    authority: String,
-}
-
-impl S3Server {
-    fn start() -> S3Server {
-        let port = free_port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start python3 -m moto.server (.ci/run installs moto[server])");
-        let authority = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(&authority).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto did not start on {authority}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        S3Server { child, authority }
-    }
-
-    fn create_bucket(&self, name: &str) {
-        let (status, body) = http(&self.authority, "PUT", &format!("/{name}"), &[], "");
-        assert_eq!(status, 200, "create bucket {name}: {body}");
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use damocles_objstore::{Error, ObjectPath, Store};
 
 fn p(s: &str) -> ObjectPath {
     ObjectPath::new(s).unwrap()
-}
-
-fn config(server: &S3Server, bucket: &str) -> Config {
-    let mut c = Config {
-        name: "s3-1".into(),
-        path: bucket.into(),
-        ..Config::default()
-    };
-    for (k, v) in [
-        ("endpoint", format!("http://{}", server.authority)),
-        ("access_key_id", "test".into()),
-        ("secret_access_key", "test".into()),
-        ("prefix", "cluster-a".into()),
-        ("part_size", (5 << 20).to_string()),
-        ("max_retries", "1".into()),
-        ("retry_timeout_secs", "3".into()),
-    ] {
-        c.meta.insert(k.into(), v);
-    }
-    c
 }
 
 /// A source that gives `n` bytes, then fails.
@@ -106,12 +32,12 @@ impl Read for FailsAfter {
 
 #[test]
 fn the_s3_plugin_serves_a_real_s3_server() {
-    let lib = workspace_cdylib("example-objstore-s3-plugin", "objstore_s3_plugin");
+    let lib = s3_plugin();
     let plugin = Plugin::load(&lib).unwrap();
     assert_eq!(plugin.kind(), "s3");
     let mut server = S3Server::start();
     server.create_bucket("sectors");
-    let s = plugin.open(config(&server, "sectors")).unwrap();
+    let s = plugin.open(server.store_config("s3-1", "sectors")).unwrap();
 
     // Small objects: one request each.
     assert_eq!(
@@ -196,13 +122,13 @@ fn the_s3_plugin_serves_a_real_s3_server() {
     assert!(matches!(s.del(&p("nothing")), Err(Error::NotFound(_))));
 
     // Bad config, refused by the constructor with the key named.
-    let mut no_key = config(&server, "sectors");
+    let mut no_key = server.store_config("s3-1", "sectors");
     no_key.meta.remove("access_key_id");
     match plugin.open(no_key) {
         Err(Error::Config(m)) => assert!(m.contains("Meta.access_key_id"), "{m}"),
         other => panic!("{:?}", other.map(|_| ())),
     }
-    let mut tiny_parts = config(&server, "sectors");
+    let mut tiny_parts = server.store_config("s3-1", "sectors");
     tiny_parts.meta.insert("part_size".into(), "1024".into());
     match plugin.open(tiny_parts) {
         Err(Error::Config(m)) => assert!(m.contains("Meta.part_size"), "{m}"),

@@ -96,6 +96,7 @@ async fn processors_that_hang_or_die_cost_no_sector() {
             ),
             "envs = { TEST_DOUBLE_DELAY_MS = \"8000\" }",
         ),
+        stores: None,
     };
     let cfg = write_config_with(dir.path(), &m, &m.token("write"), &setup);
     let log = dir.path().join("worker.log");
@@ -149,6 +150,7 @@ async fn worker_and_manager_killed_mid_flight_cost_no_sector() {
     let setup = Setup {
         threads: 1,
         processors: processors("", "envs = { TEST_DOUBLE_DELAY_MS = \"8000\" }"),
+        stores: None,
     };
     let cfg = write_config_with(dir.path(), &m, &m.token("write"), &setup);
 

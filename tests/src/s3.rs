@@ -1,0 +1,106 @@
+//! A real S3 server for tests: moto's server (`python3 -m moto.server`,
+//! installed by `.ci/run` from PyPI), and the settings that point the S3
+//! store plugin at it.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use damocles_objstore::Config;
+
+use crate::manager::http;
+use crate::worker::free_port;
+use crate::workspace_cdylib;
+
+/// The S3 store plugin library (examples/objstore-s3-plugin), built.
+pub fn s3_plugin() -> std::path::PathBuf {
+    workspace_cdylib("example-objstore-s3-plugin", "objstore_s3_plugin")
+}
+
+/// `python3 -m moto.server` on a free loopback port, killed on drop.
+pub struct S3Server {
+    child: Child,
+    pub authority: String,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python3 -m moto.server (.ci/run installs moto[server])");
+        let authority = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(&authority).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not start on {authority}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        S3Server { child, authority }
+    }
+
+    pub fn create_bucket(&self, name: &str) {
+        let (status, body) = http(&self.authority, "PUT", &format!("/{name}"), &[], "");
+        assert_eq!(status, 200, "create bucket {name}: {body}");
+    }
+
+    /// The plugin's `Meta` for this server: test credentials, objects under
+    /// `cluster-a/`, 5 MiB parts, one quick retry.
+    pub fn meta(&self) -> BTreeMap<String, String> {
+        [
+            ("endpoint", format!("http://{}", self.authority)),
+            ("access_key_id", "test".into()),
+            ("secret_access_key", "test".into()),
+            ("prefix", "cluster-a".into()),
+            ("part_size", (5 << 20).to_string()),
+            ("max_retries", "1".into()),
+            ("retry_timeout_secs", "3".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// A store named `name` on `bucket` of this server.
+    pub fn store_config(&self, name: &str, bucket: &str) -> Config {
+        Config {
+            name: name.into(),
+            path: bucket.into(),
+            meta: self.meta(),
+            ..Config::default()
+        }
+    }
+
+    /// [`Self::meta`] as a TOML inline table.
+    pub fn meta_toml(&self) -> String {
+        let pairs: Vec<String> = self
+            .meta()
+            .iter()
+            .map(|(k, v)| format!("{k} = {v:?}"))
+            .collect();
+        format!("{{ {} }}", pairs.join(", "))
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -83,6 +83,16 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The message alone, without the kind's prefix: what crosses the plugin
+    /// ABI next to the code, which carries the kind.
+    pub fn message(&self) -> &str {
+        use Error::*;
+        match self {
+            NotFound(m) | InvalidPath(m) | ReadOnly(m) | NotRegularFile(m) | InvalidRange(m)
+            | Io(m) | Config(m) | Panic(m) | Other(m) => m,
+        }
+    }
+
     pub(crate) fn io(what: impl fmt::Display, e: std::io::Error) -> Error {
         match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound(what.to_string()),

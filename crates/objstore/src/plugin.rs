@@ -170,9 +170,10 @@ impl Plugin {
         });
         let rc = rc.map_err(|e| {
             Error::Config(format!(
-                "plugin {} could not open store {}: {e}",
+                "plugin {} could not open store {}: {}",
                 self.0.path.display(),
-                cfg.instance_name()
+                cfg.instance_name(),
+                e.message()
             ))
         });
         rc?;

@@ -86,7 +86,7 @@ fn guarded(err: *mut Buf, f: impl FnOnce() -> Result<()>) -> i32 {
     };
     if !err.is_null() {
         // SAFETY: the host passes a writable Buf or null.
-        unsafe { *err = to_buf(e.to_string().into_bytes()) };
+        unsafe { *err = to_buf(e.message().as_bytes().to_vec()) };
     }
     abi::code_of(&e)
 }

@@ -25,8 +25,22 @@ pub struct S3Server {
 
 impl S3Server {
     pub fn start() -> S3Server {
+        S3Server::spawn(false)
+    }
+
+    /// A server that checks credentials (moto's IAM enforcement from the
+    /// first request): the test keys of [`Self::meta`] are unknown to it.
+    pub fn start_checking_credentials() -> S3Server {
+        S3Server::spawn(true)
+    }
+
+    fn spawn(check_credentials: bool) -> S3Server {
         let port = free_port();
-        let child = Command::new("python3")
+        let mut cmd = Command::new("python3");
+        if check_credentials {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        let child = cmd
             .args([
                 "-m",
                 "moto.server",

@@ -147,3 +147,27 @@ fn the_s3_plugin_serves_a_real_s3_server() {
     }
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+#[test]
+fn wrong_credentials_are_a_clear_error_and_write_nothing() {
+    let plugin = Plugin::load(&s3_plugin()).unwrap();
+    let server = S3Server::start_checking_credentials();
+    // The constructor does not call the server: the first request fails.
+    let s = plugin.open(server.store_config("s3-1", "sectors")).unwrap();
+    for e in [
+        s.put(&p("sealed/s-t01000-1"), &mut &b"sealed bytes"[..])
+            .unwrap_err(),
+        s.stat(&p("sealed/s-t01000-1")).unwrap_err(),
+    ] {
+        match e {
+            Error::Io(m) => assert!(
+                m.contains("access denied")
+                    && m.contains("Meta.access_key_id")
+                    && m.contains("s3-1")
+                    && m.contains("s3://sectors/cluster-a/sealed/s-t01000-1"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+}

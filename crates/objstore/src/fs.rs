@@ -142,7 +142,9 @@ impl Store for FsStore {
         let tmp = p.with_file_name(format!(".{name}.part-{}-{n}", std::process::id()));
         let written = (|| -> io::Result<u64> {
             let mut f = File::create(&tmp)?;
-            let n = io::copy(data, &mut f)?;
+            // Large writes: through a plugin every read of `data` is a call
+            // back into the host.
+            let n = io::copy(&mut io::BufReader::with_capacity(64 << 10, data), &mut f)?;
             f.flush()?;
             f.sync_all()?;
             Ok(n)

@@ -15,6 +15,9 @@ use std::sync::Arc;
 use crate::abi::{self, code, Buf, PluginTable, RawInfo};
 use crate::{Config, Error, Info, ObjectPath, Result, Store};
 
+/// Bytes a plugin reader is asked for per call.
+const READ_BUF: usize = 1 << 20;
+
 /// Why a library was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -311,10 +314,15 @@ impl Store for ExternalStore {
                 self.instance()
             )));
         }
-        Ok(Box::new(PluginReader {
+        let reader = PluginReader {
             plugin: Arc::clone(&self.plugin),
             handle: reader,
-        }))
+        };
+        // One call across the ABI per MiB, whatever the caller's buffer.
+        let cap = READ_BUF
+            .min(usize::try_from(len).unwrap_or(READ_BUF))
+            .max(1);
+        Ok(Box::new(io::BufReader::with_capacity(cap, reader)))
     }
 
     fn put(&self, path: &ObjectPath, data: &mut dyn Read) -> Result<u64> {

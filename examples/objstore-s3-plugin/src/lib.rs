@@ -1,5 +1,5 @@
 //! A store plugin keeping objects in an S3-compatible object store, on the
-//! `object_store` crate: ranged reads fetched in chunks, multipart uploads
+//! `object_store` crate: ranged reads streamed from one GET, multipart uploads
 //! that appear only when complete (aborted on failure), and retries with
 //! backoff. Built as `libobjstore_s3_plugin.so`.
 //!
@@ -27,14 +27,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use damocles_objstore::sdk::StorePlugin;
 use damocles_objstore::{check_range, Config, Error, Info, ObjectPath, Result, Store};
-use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, PutPayload, RetryConfig, WriteMultipart};
+use object_store::{GetOptions, GetRange, ObjectStore, PutPayload, RetryConfig, WriteMultipart};
 
 const MIB: usize = 1 << 20;
-/// Bytes fetched per request when reading.
-const READ_CHUNK: u64 = 8 * MIB as u64;
 
 pub struct S3Store {
     cfg: Config,
@@ -74,6 +73,12 @@ impl S3Store {
     fn fail(&self, p: &ObjectPath, what: &str, e: object_store::Error) -> Error {
         match e {
             object_store::Error::NotFound { .. } => Error::NotFound(self.url(p)),
+            e @ (object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }) => Error::Io(format!(
+                "{} {what}: access denied; check Meta.access_key_id and Meta.secret_access_key of store {}: {e}",
+                self.url(p),
+                self.instance()
+            )),
             other => Error::Io(format!("{} {what}: {other}", self.url(p))),
         }
     }
@@ -189,8 +194,8 @@ impl Store for S3Store {
             rt: Arc::clone(&self.rt),
             key: self.key(path),
             url: self.url(path),
-            next: offset,
-            end: offset + len,
+            range: offset..offset + len,
+            body: None,
             buf: Bytes::new(),
         }))
     }
@@ -282,33 +287,56 @@ impl Store for S3Store {
     }
 }
 
-/// Reads a byte range in chunks of [`READ_CHUNK`], one ranged GET each.
+/// Reads a byte range as one ranged GET, its body streamed as it arrives
+/// (the request is sent on the first read).
 struct RangeReader {
     store: Arc<dyn ObjectStore>,
     rt: Arc<tokio::runtime::Runtime>,
     key: Key,
     url: String,
-    next: u64,
-    end: u64,
+    /// What is left to read.
+    range: Range<u64>,
+    body: Option<BoxStream<'static, object_store::Result<Bytes>>>,
     buf: Bytes,
+}
+
+impl RangeReader {
+    fn fail(&self, e: impl std::fmt::Display) -> std::io::Error {
+        std::io::Error::other(format!("{} at byte {}: {e}", self.url, self.range.start))
+    }
 }
 
 impl Read for RangeReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        if self.buf.is_empty() {
-            if self.next >= self.end {
+        while self.buf.is_empty() {
+            if self.range.is_empty() {
                 return Ok(0);
             }
-            let range: Range<u64> = self.next..self.end.min(self.next + READ_CHUNK);
-            self.buf = self
-                .rt
-                .block_on(self.store.get_range(&self.key, range.clone()))
-                .map_err(|e| std::io::Error::other(format!("{} bytes {range:?}: {e}", self.url)))?;
-            self.next = range.end;
+            if self.body.is_none() {
+                let opts = GetOptions {
+                    range: Some(GetRange::Bounded(self.range.clone())),
+                    ..GetOptions::default()
+                };
+                let got = self
+                    .rt
+                    .block_on(self.store.get_opts(&self.key, opts))
+                    .map_err(|e| self.fail(e))?;
+                self.body = Some(got.into_stream());
+            }
+            let body = self.body.as_mut().expect("set above");
+            match self.rt.block_on(body.next()) {
+                Some(Ok(b)) => self.buf = b,
+                Some(Err(e)) => return Err(self.fail(e)),
+                None => return Err(self.fail("the server ended the body early")),
+            }
         }
-        let n = out.len().min(self.buf.len());
+        let n = out
+            .len()
+            .min(self.buf.len())
+            .min(self.range.end.saturating_sub(self.range.start) as usize);
         out[..n].copy_from_slice(&self.buf[..n]);
         let _ = self.buf.split_to(n);
+        self.range.start += n as u64;
         Ok(n)
     }
 }

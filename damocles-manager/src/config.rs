@@ -32,6 +32,7 @@ pub struct Common {
     pub api: ApiConfig,
     pub auth: AuthConfig,
     pub plugins: PluginsConfig,
+    pub piece_stores: Vec<PieceStoreConfig>,
     pub persist_stores: Vec<PersistStoreConfig>,
 }
 
@@ -83,6 +84,30 @@ pub struct PluginsConfig {
     /// Where objstore plugins (shared libraries) are loaded from at start;
     /// empty loads none.
     pub dir: PathBuf,
+}
+
+/// Where pieces are read from for `GET /piecestore/<cid>`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PieceStoreConfig {
+    /// Defaults to `Path`.
+    pub name: String,
+    pub path: PathBuf,
+    pub meta: BTreeMap<String, String>,
+    pub read_only: bool,
+    /// An objstore plugin serving this store instead of the filesystem.
+    #[serde(alias = "Plugin")]
+    pub plugin_name: String,
+}
+
+impl PieceStoreConfig {
+    pub fn instance_name(&self) -> String {
+        if self.name.is_empty() {
+            self.path.display().to_string()
+        } else {
+            self.name.clone()
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -293,6 +318,32 @@ impl ManagerConfig {
                 );
             }
         }
+        let mut piece_names = HashSet::new();
+        for (i, s) in self.common.piece_stores.iter().enumerate() {
+            let key = format!("Common.PieceStores[{i}]");
+            if s.path.as_os_str().is_empty() {
+                bail!("key {key}.Path: missing; every piece store needs a Path");
+            }
+            if s.plugin_name.is_empty() && !s.path.is_absolute() {
+                bail!(
+                    "key {key}.Path: {} must be an absolute path",
+                    s.path.display()
+                );
+            }
+            if !s.plugin_name.is_empty() && self.common.plugins.dir.as_os_str().is_empty() {
+                bail!(
+                    "key {key}.PluginName: store {:?} names plugin {:?}, but Common.Plugins.Dir is not set",
+                    s.instance_name(),
+                    s.plugin_name
+                );
+            }
+            if !piece_names.insert(s.instance_name()) {
+                bail!(
+                    "key {key}.Name: {:?} is used by two piece stores",
+                    s.instance_name()
+                );
+            }
+        }
         let mut actors = HashSet::new();
         for (i, m) in self.miners.iter().enumerate() {
             let key = format!("Miners[{i}]");
@@ -485,6 +536,25 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("Common.PersistStores[0].Path"), "{e}");
+        // A plugin store's Path is the plugin's (a bucket), but the plugin
+        // needs a plugins dir.
+        for section in ["PersistStores", "PieceStores"] {
+            let e = parse(&format!(
+                "[[Common.{section}]]\nPath = \"bucket\"\nPluginName = \"s3\"\n"
+            ))
+            .err()
+            .unwrap()
+            .to_string();
+            assert!(
+                e.contains(&format!("Common.{section}[0].PluginName"))
+                    && e.contains("Common.Plugins.Dir is not set"),
+                "{e}"
+            );
+            let ok = format!(
+                "[Common.Plugins]\nDir = \"/opt/plugins\"\n[[Common.{section}]]\nPath = \"bucket\"\nPluginName = \"s3\"\nMeta = {{ endpoint = \"http://s3\" }}\n"
+            );
+            assert!(parse(&ok).is_ok(), "{section}");
+        }
         let e = parse("[Devnet.Policy]\nSeedDelay = 0\n")
             .err()
             .unwrap()

@@ -18,7 +18,7 @@ use crate::home::{write_private, Home};
 use crate::metrics::Metrics;
 use crate::sealer::Sealer;
 use crate::server::{self, GateLayer};
-use crate::stores::Stores;
+use crate::stores::{load_plugins, PieceStores, Stores};
 
 pub struct InitOptions {
     pub miner: u64,
@@ -101,7 +101,9 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         Ok(n) => info!(open_files = n, "file descriptor limit"),
         Err(e) => warn!(error = %e, "could not raise the file descriptor limit"),
     }
-    let stores = Stores::open(&cfg.common.persist_stores, &cfg.common.plugins.dir)?;
+    let plugins = load_plugins(&cfg.common.plugins.dir)?;
+    let stores = Stores::open(&cfg.common.persist_stores, &plugins)?;
+    let pieces = PieceStores::open(&cfg.common.piece_stores, &plugins)?;
     if cfg.miners.is_empty() {
         warn!("no [[Miners]] configured: nothing to allocate");
     }
@@ -166,6 +168,7 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
                 .map_err(anyhow::Error::msg)?
                 .and_below(),
         },
+        pieces,
     };
     let (addr, handle) = server::serve(listen, methods, gate).await?;
     // Atomically: the CLI and tests read it as soon as it exists.

@@ -1,5 +1,7 @@
 //! The HTTP side: `/rpc/v0` (JSON-RPC over HTTP and WebSocket), `/metrics`,
-//! `/healthcheck`.
+//! `/healthcheck`, and `GET /piecestore/<cid>` (pieces read from the
+//! `[[Common.PieceStores]]`, streamed; a token with `read` needed, as for the
+//! RPC).
 //!
 //! Two layers guard the RPC:
 //! - [`GateLayer`] (HTTP) routes by path and turns the `Authorization: Bearer`
@@ -10,6 +12,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::io::Read;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use tower::{BoxError, Layer, Service};
 
 use crate::auth::Auth;
 use crate::metrics::{CallLabels, MethodLabels, Metrics};
+use crate::stores::PieceStores;
 
 /// JSON-RPC error code for a call the caller's token does not permit.
 pub const ERR_PERMISSION_DENIED: i32 = 11003;
@@ -59,6 +63,7 @@ pub struct GateLayer {
     pub open_without_token: bool,
     /// What requests without a token get otherwise.
     pub anonymous: Vec<Permission>,
+    pub pieces: PieceStores,
 }
 
 impl<S> Layer<S> for GateLayer {
@@ -120,49 +125,141 @@ where
                 Box::pin(async move { Ok(plain(200, "text/plain; version=0.0.4", text)) })
             }
             RPC_PATH => {
-                let header = req
-                    .headers()
-                    .get(http::header::AUTHORIZATION)
-                    .map(|v| v.to_str().unwrap_or("").to_string());
-                // A browser page can reach a local server too (WebSocket has no
-                // CORS; DNS rebinding): token-less rights only for requests that
-                // carry no Origin and name this machine by address.
-                let from_browser = req.headers().contains_key(http::header::ORIGIN);
-                let host_is_loopback = req
-                    .headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .is_some_and(is_loopback_host);
-                let granted = match header {
-                    None if from_browser => Granted::Anonymous(vec![]),
-                    None if self.shared.open_without_token && host_is_loopback => {
-                        Granted::Everything
-                    }
-                    None if self.shared.open_without_token => Granted::Anonymous(vec![]),
-                    None => Granted::Anonymous(self.shared.anonymous.clone()),
-                    Some(h) => {
-                        let token = h.strip_prefix("Bearer ").unwrap_or("").trim();
-                        match self.shared.auth.verify(token) {
-                            Ok(perms) => Granted::Token(perms),
-                            Err(e) => {
-                                let msg = format!("unauthorized: {e} (send `Authorization: Bearer <token>` with a token from this manager)");
-                                return Box::pin(async move {
-                                    Ok(rpc_error_response(401, ERR_PERMISSION_DENIED, msg))
-                                });
-                            }
-                        }
-                    }
+                let granted = match self.shared.granted(&req) {
+                    Ok(g) => g,
+                    Err(denied) => return Box::pin(async move { Ok(denied) }),
                 };
                 req.extensions_mut().insert(granted);
                 let fut = self.inner.call(req);
                 Box::pin(async move { fut.await.map_err(Into::into) })
             }
+            p if p.starts_with(PIECE_PATH) => {
+                let cid = p[PIECE_PATH.len()..].to_string();
+                match self.shared.granted(&req) {
+                    Err(denied) => Box::pin(async move { Ok(denied) }),
+                    Ok(g) if !g.allows(Permission::Read) => Box::pin(async move {
+                        Ok(plain(
+                            403,
+                            "text/plain",
+                            "reading pieces needs a token with the read permission\n".into(),
+                        ))
+                    }),
+                    Ok(_) if req.method() != http::Method::GET => Box::pin(async move {
+                        Ok(plain(
+                            405,
+                            "text/plain",
+                            "pieces are read with GET\n".into(),
+                        ))
+                    }),
+                    Ok(_) => {
+                        let pieces = self.shared.pieces.clone();
+                        Box::pin(async move { Ok(serve_piece(pieces, cid).await) })
+                    }
+                }
+            }
             other => {
-                let msg = format!("no such path {other:?}: the JSON-RPC endpoint is {RPC_PATH}; also /metrics and /healthcheck\n");
+                let msg = format!("no such path {other:?}: the JSON-RPC endpoint is {RPC_PATH}; also /metrics, /healthcheck and {PIECE_PATH}<cid>\n");
                 Box::pin(async move { Ok(plain(404, "text/plain", msg)) })
             }
         }
     }
+}
+
+impl GateLayer {
+    /// What the request may do, from its `Authorization: Bearer` header;
+    /// `Err` is the 401 answer for a token that does not verify.
+    fn granted<B>(&self, req: &HttpRequest<B>) -> Result<Granted, HttpResponse> {
+        let header = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or("").to_string());
+        // A browser page can reach a local server too (WebSocket has no
+        // CORS; DNS rebinding): token-less rights only for requests that
+        // carry no Origin and name this machine by address.
+        let from_browser = req.headers().contains_key(http::header::ORIGIN);
+        let host_is_loopback = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(is_loopback_host);
+        Ok(match header {
+            None if from_browser => Granted::Anonymous(vec![]),
+            None if self.open_without_token && host_is_loopback => Granted::Everything,
+            None if self.open_without_token => Granted::Anonymous(vec![]),
+            None => Granted::Anonymous(self.anonymous.clone()),
+            Some(h) => {
+                let token = h.strip_prefix("Bearer ").unwrap_or("").trim();
+                match self.auth.verify(token) {
+                    Ok(perms) => Granted::Token(perms),
+                    Err(e) => {
+                        let msg = format!("unauthorized: {e} (send `Authorization: Bearer <token>` with a token from this manager)");
+                        return Err(rpc_error_response(401, ERR_PERMISSION_DENIED, msg));
+                    }
+                }
+            }
+        })
+    }
+}
+
+pub const PIECE_PATH: &str = "/piecestore/";
+
+/// Streams `<cid>` (or `<cid>.car`) from the first piece store holding it,
+/// a MiB at a time; 404 naming the stores searched when none has it.
+async fn serve_piece(pieces: PieceStores, cid: String) -> HttpResponse {
+    let lookup = {
+        let (pieces, cid) = (pieces.clone(), cid.clone());
+        tokio::task::spawn_blocking(move || pieces.find(&cid)).await
+    };
+    let (store, path, size) = match lookup {
+        Ok(Ok(Some(found))) => found,
+        Ok(Ok(None)) => {
+            let msg = format!(
+                "piece {cid} is in no piece store (searched {:?})\n",
+                pieces.names()
+            );
+            return plain(404, "text/plain", msg);
+        }
+        Ok(Err(e)) => return plain(400, "text/plain", format!("{e}\n")),
+        Err(e) => return plain(500, "text/plain", format!("piece lookup: {e}\n")),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut reader = match store.get(&path, 0, None) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                return;
+            }
+        };
+        loop {
+            let mut buf = vec![0u8; 1 << 20];
+            match reader.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(buf.into())).is_err() {
+                        return; // the client went away
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(piece = %path, store = %store.instance(), error = %e, "piece read failed");
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let frames = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (chunk.map(http_body::Frame::data), rx))
+    });
+    http::Response::builder()
+        .status(200)
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .header(http::header::CONTENT_LENGTH, size)
+        .body(HttpBody::new(http_body_util::StreamBody::new(frames)))
+        .expect("a valid response")
 }
 
 /// `127.0.0.1:1789`, `[::1]:1789`, `localhost:1789`.

@@ -18,7 +18,7 @@ use damocles_objstore::{Config as StoreConfig, Error as StoreError, ObjectPath, 
 use rand::Rng;
 use tracing::{error, info};
 
-use crate::config::PersistStoreConfig;
+use crate::config::{PersistStoreConfig, PieceStoreConfig};
 use crate::error::name;
 
 #[derive(Clone)]
@@ -123,6 +123,95 @@ impl PersistStore {
     }
 }
 
+/// The plugins in `[Common.Plugins] Dir` (none when it is empty). Each
+/// library refused is logged naming the file; the rest are kept.
+pub fn load_plugins(dir: &Path) -> Result<Registry> {
+    if dir.as_os_str().is_empty() {
+        return Ok(Registry::empty());
+    }
+    let (registry, refused) = Registry::load(dir).context("key Common.Plugins.Dir")?;
+    for e in refused {
+        error!(error = %e, "objstore plugin refused");
+    }
+    for p in registry.plugins() {
+        info!(plugin = %p.kind(), file = %p.path().display(), "objstore plugin loaded");
+    }
+    Ok(registry)
+}
+
+/// `[[Common.PieceStores]]`: where pieces are read from for
+/// `GET /piecestore/<cid>`. Opened like persist stores: a plugin store that
+/// does not open is logged and left out.
+#[derive(Clone, Default)]
+pub struct PieceStores {
+    stores: Vec<Arc<dyn Store>>,
+}
+
+impl PieceStores {
+    pub fn open(configs: &[PieceStoreConfig], registry: &Registry) -> Result<PieceStores> {
+        let mut stores = Vec::new();
+        for (i, c) in configs.iter().enumerate() {
+            let cfg = StoreConfig {
+                name: c.instance_name(),
+                path: c.path.display().to_string(),
+                meta: c.meta.clone(),
+                read_only: c.read_only,
+                ..Default::default()
+            };
+            match registry.open(&c.plugin_name, cfg) {
+                Ok(store) => {
+                    info!(store = %c.instance_name(), kind = %store.kind(), "piece store open");
+                    stores.push(store);
+                }
+                Err(e) if !c.plugin_name.is_empty() => error!(
+                    key = %format!("Common.PieceStores[{i}]"),
+                    store = %c.instance_name(),
+                    error = %e,
+                    "piece store left out"
+                ),
+                Err(e) => bail!(
+                    "key Common.PieceStores[{i}]: store {:?}: {e}",
+                    c.instance_name()
+                ),
+            }
+        }
+        Ok(PieceStores { stores })
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.stores
+            .iter()
+            .map(|s| s.instance().to_string())
+            .collect()
+    }
+
+    /// The first store holding `<cid>` or `<cid>.car`, with the object's
+    /// path and size. `Err` for a name that is not a plain object name.
+    pub fn find(
+        &self,
+        cid: &str,
+    ) -> std::result::Result<Option<(Arc<dyn Store>, ObjectPath, u64)>, StoreError> {
+        if cid.contains('/') {
+            return Err(StoreError::InvalidPath(format!(
+                "{cid:?} is not a piece CID"
+            )));
+        }
+        for name in [cid.to_string(), format!("{cid}.car")] {
+            let path = ObjectPath::new(&name)?;
+            for s in &self.stores {
+                match s.stat(&path) {
+                    Ok(size) => return Ok(Some((Arc::clone(s), path, size))),
+                    Err(StoreError::NotFound(_)) => {}
+                    Err(e) => {
+                        error!(store = %s.instance(), piece = %name, error = %e, "piece store unreadable")
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Stores {
     stores: Vec<PersistStore>,
@@ -133,20 +222,7 @@ impl Stores {
     /// at start, by key); a plugin store that cannot be opened, or whose
     /// plugin did not load, is logged and left out, and the daemon serves
     /// the others.
-    pub fn open(configs: &[PersistStoreConfig], plugins_dir: &Path) -> Result<Stores> {
-        let registry = if plugins_dir.as_os_str().is_empty() {
-            Registry::empty()
-        } else {
-            let (registry, refused) = Registry::load(plugins_dir)
-                .with_context(|| "key Common.Plugins.Dir".to_string())?;
-            for e in refused {
-                error!(error = %e, "objstore plugin refused");
-            }
-            for p in registry.plugins() {
-                info!(plugin = %p.kind(), file = %p.path().display(), "objstore plugin loaded");
-            }
-            registry
-        };
+    pub fn open(configs: &[PersistStoreConfig], registry: &Registry) -> Result<Stores> {
         let mut stores = Vec::new();
         for (i, c) in configs.iter().enumerate() {
             if c.plugin_name.is_empty() && !c.path.is_dir() {

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use damocles_api::rpc::SealerApiClient;
-use damocles_e2e::manager::{init_home, ManagerProcess};
+use damocles_e2e::manager::{http, init_home, ManagerProcess};
 use damocles_e2e::worker::{kill_group, spawn, write_config_with, Setup};
 use damocles_e2e::{workspace_bin, workspace_cdylib};
 
@@ -46,6 +46,10 @@ async fn refused_plugins_and_stores_are_named_and_the_daemons_serve_the_rest() {
     let plugins = plugins_dir(dir.path());
     let fs_store = dir.path().join("fs-store");
     std::fs::create_dir(&fs_store).unwrap();
+    let pieces = dir.path().join("pieces");
+    std::fs::create_dir(&pieces).unwrap();
+    let cid = "baga6ea4seaqtest";
+    std::fs::write(pieces.join(format!("{cid}.car")), "piece bytes").unwrap();
     let home = dir.path().join("manager");
     let extra = format!(
         r#"
@@ -65,8 +69,14 @@ Name = "store-unknown"
 Path = "somewhere"
 PluginName = "nfs"
 
+[[Common.PieceStores]]
+Name = "pieces"
+Path = "{pieces}"
+PluginName = "fs"
+
 [[Miners]]"#,
-        fs = fs_store.display()
+        fs = fs_store.display(),
+        pieces = pieces.display()
     );
     // No sector numbers to hand out: the worker below only starts.
     init_home(&home, |c| {
@@ -104,6 +114,27 @@ PluginName = "nfs"
         log.contains("store-bad") && log.contains("store-unknown"),
         "{log}"
     );
+
+    // Pieces are served from the piece store, through the fs plugin.
+    let read = format!("Bearer {}", m.token("read"));
+    let get = |path: &str, auth: &[(&str, &str)]| http(&m.authority(), "GET", path, auth, "");
+    let auth = [("Authorization", read.as_str())];
+    assert_eq!(
+        get(&format!("/piecestore/{cid}"), &auth),
+        (200, "piece bytes".to_string())
+    );
+    let (status, body) = get("/piecestore/baga6ea4seaqnothere", &auth);
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("in no piece store") && body.contains("pieces"),
+        "{body}"
+    );
+    assert_eq!(
+        get(&format!("/piecestore/{cid}"), &[]).0,
+        403,
+        "no token, no piece"
+    );
+    assert_eq!(get("/piecestore/..", &auth).0, 400);
 
     // The worker: the same dir, a local store and the failing one.
     let stores = |attached: &str| Setup {

@@ -94,6 +94,8 @@ pub struct PieceStoreConfig {
     pub name: String,
     pub path: PathBuf,
     pub meta: BTreeMap<String, String>,
+    /// Refuse non-regular files (symlinks) when reading.
+    pub strict: bool,
     pub read_only: bool,
     /// An objstore plugin serving this store instead of the filesystem.
     #[serde(alias = "Plugin")]

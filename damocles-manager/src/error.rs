@@ -25,7 +25,7 @@ pub enum ApiError {
 }
 
 /// Code of [`ApiError::NotReady`].
-pub const ERR_NOT_READY: i32 = 11002;
+pub use damocles_api::codes::ERR_NOT_READY;
 
 impl From<ApiError> for ErrorObjectOwned {
     fn from(e: ApiError) -> Self {

@@ -425,9 +425,19 @@ impl SealerApiServer for Sealer {
         let check = tokio::task::spawn_blocking(move || store.check_persisted(sector, size))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        if let Err(missing) = check {
-            warn!(sector = %name(sector), store = %instance, %missing, "persisted files incomplete");
-            return Ok(false);
+        match check {
+            Ok(()) => {}
+            Err(crate::stores::Unpersisted::Missing(missing)) => {
+                warn!(sector = %name(sector), store = %instance, %missing, "persisted files incomplete");
+                return Ok(false);
+            }
+            Err(crate::stores::Unpersisted::Unreachable(why)) => {
+                warn!(sector = %name(sector), store = %instance, %why, "persist store did not answer");
+                return Err(ApiError::NotReady(format!(
+                    "cannot check the persisted files now: {why}"
+                ))
+                .into());
+            }
         }
         self.update(sector, move |s| {
             s.persisted = Some(instance);
@@ -778,7 +788,11 @@ impl ManagerCliApiServer for Sealer {
                     .collect();
                 StoreDetail {
                     info: s.basic_info(),
-                    store_type: "embed-fs".into(),
+                    store_type: if s.config.plugin_name.is_empty() {
+                        "embed-fs".into()
+                    } else {
+                        "plugin-fs".into()
+                    },
                     total: space.total,
                     free: space.free,
                     reserved: mine.iter().map(|(_, r)| r.size).sum(),

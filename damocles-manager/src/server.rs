@@ -29,7 +29,7 @@ use tower::{BoxError, Layer, Service};
 
 use crate::auth::Auth;
 use crate::metrics::{CallLabels, MethodLabels, Metrics};
-use crate::stores::PieceStores;
+use crate::stores::{PieceLookup, PieceStores};
 
 /// JSON-RPC error code for a call the caller's token does not permit.
 pub const ERR_PERMISSION_DENIED: i32 = 11003;
@@ -204,45 +204,48 @@ impl GateLayer {
 pub const PIECE_PATH: &str = "/piecestore/";
 
 /// Streams `<cid>` (or `<cid>.car`) from the first piece store holding it,
-/// a MiB at a time; 404 naming the stores searched when none has it.
+/// a MiB at a time. The object is opened before the answer is chosen, so a
+/// 200 is only sent for a piece being read; 404 names the stores searched,
+/// 503 the stores that did not answer.
 async fn serve_piece(pieces: PieceStores, cid: String) -> HttpResponse {
+    let turn = Arc::clone(&pieces.downloads)
+        .acquire_owned()
+        .await
+        .expect("never closed");
     let lookup = {
         let (pieces, cid) = (pieces.clone(), cid.clone());
         tokio::task::spawn_blocking(move || pieces.find(&cid)).await
     };
-    let (store, path, size) = match lookup {
-        Ok(Ok(Some(found))) => found,
-        Ok(Ok(None)) => {
+    let (size, mut reader) = match lookup {
+        Ok(PieceLookup::Found(size, reader)) => (size, reader),
+        Ok(PieceLookup::Missing) => {
             let msg = format!(
                 "piece {cid} is in no piece store (searched {:?})\n",
                 pieces.names()
             );
             return plain(404, "text/plain", msg);
         }
-        Ok(Err(e)) => return plain(400, "text/plain", format!("{e}\n")),
+        Ok(PieceLookup::BadName(why)) => return plain(400, "text/plain", format!("{why}\n")),
+        Ok(PieceLookup::Unreachable(why)) => {
+            return plain(503, "text/plain", format!("piece {cid}: {why}\n"))
+        }
         Err(e) => return plain(500, "text/plain", format!("piece lookup: {e}\n")),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     tokio::task::spawn_blocking(move || {
-        let mut reader = match store.get(&path, 0, None) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-                return;
-            }
-        };
+        let _turn = turn;
         loop {
-            let mut buf = vec![0u8; 1 << 20];
-            match reader.read(&mut buf) {
+            // Whole MiB chunks: a plugin may hand back a few KiB per read.
+            let mut chunk = Vec::with_capacity(1 << 20);
+            match (&mut reader).take(1 << 20).read_to_end(&mut chunk) {
                 Ok(0) => return,
-                Ok(n) => {
-                    buf.truncate(n);
-                    if tx.blocking_send(Ok(buf.into())).is_err() {
+                Ok(_) => {
+                    if tx.blocking_send(Ok(chunk.into())).is_err() {
                         return; // the client went away
                     }
                 }
                 Err(e) => {
-                    tracing::error!(piece = %path, store = %store.instance(), error = %e, "piece read failed");
+                    tracing::error!(piece = %cid, error = %e, "piece read failed");
                     let _ = tx.blocking_send(Err(e));
                     return;
                 }

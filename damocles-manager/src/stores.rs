@@ -36,6 +36,32 @@ impl std::fmt::Debug for PersistStore {
     }
 }
 
+/// Why a sector's files do not check out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unpersisted {
+    /// An object is missing, empty or the wrong size: the persist did not
+    /// happen (as far as this store knows).
+    Missing(String),
+    /// The store did not answer (a server down, access denied): ask again.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for Unpersisted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unpersisted::Missing(m) | Unpersisted::Unreachable(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Meta keys whose values are never sent to clients: credentials.
+fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["secret", "password", "token", "credential", "session"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
 /// Space of a store.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Space {
@@ -55,7 +81,21 @@ impl PersistStore {
             strict: self.config.strict,
             read_only: self.config.read_only,
             weight: self.config.weight,
-            meta: Some(self.config.meta.clone()),
+            // StoreBasicInfo needs only `read`: credentials stay here.
+            meta: Some(
+                self.config
+                    .meta
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = if is_secret(k) {
+                            "<redacted>".into()
+                        } else {
+                            v.clone()
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            ),
         }
     }
 
@@ -82,41 +122,45 @@ impl PersistStore {
 
     /// Whether a sealed sector's objects are all in the store and whole: the
     /// sealed file is exactly the sector size and every cache file PoSt needs
-    /// exists and is not empty. `Err` says what is missing, by store and path.
+    /// exists and is not empty. The error says what is missing, by store and
+    /// path, or that the store could not answer.
     pub fn check_persisted(
         &self,
         id: SectorID,
         sector_size: u64,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), Unpersisted> {
         let sector = name(id);
-        let stat = |path: String| -> std::result::Result<u64, String> {
-            let p = ObjectPath::new(&path).map_err(|e| e.to_string())?;
+        let stat = |path: String| -> std::result::Result<u64, Unpersisted> {
+            let p = ObjectPath::new(&path).map_err(|e| Unpersisted::Missing(e.to_string()))?;
             match self.store.stat(&p) {
                 Ok(n) => Ok(n),
-                Err(StoreError::NotFound(_)) => Err(format!(
+                Err(StoreError::NotFound(_)) => Err(Unpersisted::Missing(format!(
                     "{} is missing from store {}",
                     self.store.full_path(&p),
                     self.name()
-                )),
-                Err(e) => Err(format!(
+                ))),
+                Err(e) => Err(Unpersisted::Unreachable(format!(
                     "{} in store {}: {e}",
                     self.store.full_path(&p),
                     self.name()
-                )),
+                ))),
             }
         };
         let sealed = format!("sealed/{sector}");
         let n = stat(sealed.clone())?;
         if n != sector_size {
-            return Err(format!(
+            return Err(Unpersisted::Missing(format!(
                 "{sealed} in store {} is {n} bytes, expected {sector_size}",
                 self.name()
-            ));
+            )));
         }
         for f in vc_processors::builtin::persisted_cache_files(sector_size) {
             let path = format!("cache/{sector}/{}", f.display());
             if stat(path.clone())? == 0 {
-                return Err(format!("{path} in store {} is empty", self.name()));
+                return Err(Unpersisted::Missing(format!(
+                    "{path} in store {} is empty",
+                    self.name()
+                )));
             }
         }
         Ok(())
@@ -142,9 +186,26 @@ pub fn load_plugins(dir: &Path) -> Result<Registry> {
 /// `[[Common.PieceStores]]`: where pieces are read from for
 /// `GET /piecestore/<cid>`. Opened like persist stores: a plugin store that
 /// does not open is logged and left out.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PieceStores {
     stores: Vec<Arc<dyn Store>>,
+    /// Downloads in flight: each holds a blocking thread while it streams.
+    pub downloads: Arc<tokio::sync::Semaphore>,
+}
+
+/// Pieces streamed at once; more wait for a turn.
+const MAX_DOWNLOADS: usize = 16;
+
+/// What a piece lookup found.
+pub enum PieceLookup {
+    /// The object and its size, with a reader already open.
+    Found(u64, Box<dyn std::io::Read + Send>),
+    /// In none of the stores.
+    Missing,
+    /// The name is not a CID.
+    BadName(String),
+    /// A store did not answer, so the piece may be there.
+    Unreachable(String),
 }
 
 impl PieceStores {
@@ -155,6 +216,7 @@ impl PieceStores {
                 name: c.instance_name(),
                 path: c.path.display().to_string(),
                 meta: c.meta.clone(),
+                strict: c.strict,
                 read_only: c.read_only,
                 ..Default::default()
             };
@@ -175,7 +237,10 @@ impl PieceStores {
                 ),
             }
         }
-        Ok(PieceStores { stores })
+        Ok(PieceStores {
+            stores,
+            downloads: Arc::new(tokio::sync::Semaphore::new(MAX_DOWNLOADS)),
+        })
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -185,30 +250,35 @@ impl PieceStores {
             .collect()
     }
 
-    /// The first store holding `<cid>` or `<cid>.car`, with the object's
-    /// path and size. `Err` for a name that is not a plain object name.
-    pub fn find(
-        &self,
-        cid: &str,
-    ) -> std::result::Result<Option<(Arc<dyn Store>, ObjectPath, u64)>, StoreError> {
-        if cid.contains('/') {
-            return Err(StoreError::InvalidPath(format!(
-                "{cid:?} is not a piece CID"
-            )));
+    /// The first store holding `<cid>` or `<cid>.car`, opened for reading.
+    /// A name that is not alphanumeric (dots, slashes, temporary files) is
+    /// never looked up.
+    pub fn find(&self, cid: &str) -> PieceLookup {
+        if cid.is_empty() || !cid.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return PieceLookup::BadName(format!("{cid:?} is not a piece CID"));
         }
+        let mut unreachable = Vec::new();
         for name in [cid.to_string(), format!("{cid}.car")] {
-            let path = ObjectPath::new(&name)?;
+            let path = ObjectPath::new(&name).expect("an alphanumeric name");
             for s in &self.stores {
-                match s.stat(&path) {
-                    Ok(size) => return Ok(Some((Arc::clone(s), path, size))),
+                let opened = s
+                    .stat(&path)
+                    .and_then(|size| Ok((size, s.get(&path, 0, None)?)));
+                match opened {
+                    Ok((size, reader)) => return PieceLookup::Found(size, reader),
                     Err(StoreError::NotFound(_)) => {}
                     Err(e) => {
-                        error!(store = %s.instance(), piece = %name, error = %e, "piece store unreadable")
+                        error!(store = %s.instance(), piece = %name, error = %e, "piece store did not answer");
+                        unreachable.push(format!("{}: {e}", s.instance()));
                     }
                 }
             }
         }
-        Ok(None)
+        if unreachable.is_empty() {
+            PieceLookup::Missing
+        } else {
+            PieceLookup::Unreachable(unreachable.join("; "))
+        }
     }
 }
 
@@ -328,6 +398,25 @@ mod tests {
             },
             store: Arc::new(store),
         }
+    }
+
+    #[test]
+    fn credentials_never_leave_in_store_info() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = store(tmp.path(), "s3", 1);
+        for (k, v) in [
+            ("endpoint", "http://s3"),
+            ("access_key_id", "AKID"),
+            ("secret_access_key", "SECRET"),
+            ("session_token", "TOKEN"),
+        ] {
+            s.config.meta.insert(k.into(), v.into());
+        }
+        let meta = s.basic_info().meta.unwrap();
+        assert_eq!(meta["endpoint"], "http://s3");
+        assert_eq!(meta["access_key_id"], "AKID");
+        assert_eq!(meta["secret_access_key"], "<redacted>");
+        assert_eq!(meta["session_token"], "<redacted>");
     }
 
     #[test]

@@ -549,6 +549,14 @@ impl WorkerConfig {
                     a.instance_name()
                 );
             }
+            if self
+                .plugins
+                .dir
+                .as_ref()
+                .is_some_and(|d| d.as_os_str().is_empty())
+            {
+                bail!("key plugins.dir: empty; remove it or name the plugins directory");
+            }
             match &a.plugin_name {
                 Some(p) if p.is_empty() => bail!("key attached[{i}].plugin_name: empty"),
                 Some(p) if self.plugins.dir.is_none() => bail!(

@@ -160,10 +160,12 @@ fn s3(dir: &Path, mib: usize, reps: usize) -> Vec<Row> {
     source(&src, mib);
     let server = S3Server::start();
     server.create_bucket("bench");
-    let plugin = Plugin::load(&s3_plugin())
-        .unwrap()
-        .open(server.store_config("bench", "bench"))
-        .unwrap();
+    // The plugin's defaults, but for the server and credentials.
+    let mut cfg = server.store_config("bench", "bench");
+    cfg.meta
+        .retain(|k, _| ["endpoint", "access_key_id", "secret_access_key"].contains(&k.as_str()));
+    cfg.meta.insert("part_size".into(), PART.to_string());
+    let plugin = Plugin::load(&s3_plugin()).unwrap().open(cfg).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let direct = AmazonS3Builder::new()
         .with_bucket_name("bench")

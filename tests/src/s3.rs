@@ -79,6 +79,8 @@ impl S3Server {
             ("secret_access_key", "test".into()),
             ("prefix", "cluster-a".into()),
             ("part_size", (5 << 20).to_string()),
+            // Reads of more than 3 MiB take several GETs.
+            ("read_window", (3 << 20).to_string()),
             ("max_retries", "1".into()),
             ("retry_timeout_secs", "3".into()),
         ]

@@ -49,7 +49,12 @@ async fn refused_plugins_and_stores_are_named_and_the_daemons_serve_the_rest() {
     let pieces = dir.path().join("pieces");
     std::fs::create_dir(&pieces).unwrap();
     let cid = "baga6ea4seaqtest";
-    std::fs::write(pieces.join(format!("{cid}.car")), "piece bytes").unwrap();
+    // Several MiB: streamed in chunks, the length announced up front.
+    let piece: String = (0..3 * (1 << 20) + 17)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    std::fs::write(pieces.join(format!("{cid}.car")), &piece).unwrap();
+    std::fs::write(pieces.join(".hidden"), "not a piece").unwrap();
     let home = dir.path().join("manager");
     let extra = format!(
         r#"
@@ -119,9 +124,13 @@ PluginName = "fs"
     let read = format!("Bearer {}", m.token("read"));
     let get = |path: &str, auth: &[(&str, &str)]| http(&m.authority(), "GET", path, auth, "");
     let auth = [("Authorization", read.as_str())];
-    assert_eq!(
-        get(&format!("/piecestore/{cid}"), &auth),
-        (200, "piece bytes".to_string())
+    let (status, body) = get(&format!("/piecestore/{cid}"), &auth);
+    assert_eq!(status, 200);
+    assert!(
+        body == piece,
+        "{} bytes back of {}",
+        body.len(),
+        piece.len()
     );
     let (status, body) = get("/piecestore/baga6ea4seaqnothere", &auth);
     assert_eq!(status, 404, "{body}");
@@ -134,7 +143,9 @@ PluginName = "fs"
         403,
         "no token, no piece"
     );
-    assert_eq!(get("/piecestore/..", &auth).0, 400);
+    for name in ["..", ".hidden", "x.car"] {
+        assert_eq!(get(&format!("/piecestore/{name}"), &auth).0, 400, "{name}");
+    }
 
     // The worker: the same dir, a local store and the failing one.
     let stores = |attached: &str| Setup {

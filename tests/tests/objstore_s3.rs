@@ -149,7 +149,7 @@ fn the_s3_plugin_serves_a_real_s3_server() {
 }
 
 #[test]
-fn wrong_credentials_are_a_clear_error_and_write_nothing() {
+fn wrong_credentials_are_a_clear_error_naming_the_keys() {
     let plugin = Plugin::load(&s3_plugin()).unwrap();
     let server = S3Server::start_checking_credentials();
     // The constructor does not call the server: the first request fails.

@@ -123,8 +123,9 @@ async fn two_sectors_are_persisted_into_s3_through_one_plugin_file_for_both_daem
     let cfg = damocles_manager::config::load(&home.join("sector-manager.cfg"))
         .unwrap()
         .config;
+    let registry = damocles_manager::stores::load_plugins(&plugins).unwrap();
     let stores =
-        damocles_manager::stores::Stores::open(&cfg.common.persist_stores, &plugins).unwrap();
+        damocles_manager::stores::Stores::open(&cfg.common.persist_stores, &registry).unwrap();
     let persisted = stores.get("store-1").expect("the S3 store opened");
     let id = SectorID {
         miner: 1000,
@@ -132,7 +133,7 @@ async fn two_sectors_are_persisted_into_s3_through_one_plugin_file_for_both_daem
     };
     persisted.check_persisted(id, 2048).unwrap();
     store.del(&ObjectPath::new(&expected[0]).unwrap()).unwrap();
-    let missing = persisted.check_persisted(id, 2048).unwrap_err();
+    let missing = persisted.check_persisted(id, 2048).unwrap_err().to_string();
     assert!(
         missing.contains(&format!("s3://sectors/cluster-a/{}", expected[0]))
             && missing.contains("missing from store store-1"),

@@ -7,6 +7,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// aborts the sector.
 pub const ERR_SECTOR_STATE_NOT_FOUND: i32 = 11001;
 
+/// JSON-RPC error code: not now (a store unreachable, a message not yet
+/// landed); the worker retries the call later.
+pub const ERR_NOT_READY: i32 = 11002;
+
 macro_rules! numbered {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $n:expr),+ $(,)? }) => {
         $(#[$doc])*

@@ -50,6 +50,9 @@ fn rpc(what: &str, e: ClientError) -> Failure {
         ClientError::Call(o) if o.code() == ERR_SECTOR_STATE_NOT_FOUND => {
             Failure::Abort(format!("{what}: {}", o.message()))
         }
+        ClientError::Call(o) if o.code() == damocles_api::codes::ERR_NOT_READY => {
+            Failure::Temporary(anyhow!("{what}: {}", o.message()))
+        }
         ClientError::Call(_) => Failure::Permanent(anyhow!("{what}: {e}")),
         _ => Failure::Temporary(anyhow!("{what}: {e}")),
     }

@@ -1,5 +1,5 @@
 //! A store plugin keeping objects in an S3-compatible object store, on the
-//! `object_store` crate: ranged reads streamed from one GET, multipart uploads
+//! `object_store` crate: ranged reads streamed in GETs of 64 MiB, multipart uploads
 //! that appear only when complete (aborted on failure), and retries with
 //! backoff. Built as `libobjstore_s3_plugin.so`.
 //!
@@ -12,6 +12,7 @@
 //! | `access_key_id`, `secret_access_key` | required, unless `anonymous = "true"` |
 //! | `prefix` | keys go under it, e.g. `cluster-a/` |
 //! | `part_size` | multipart part size in bytes, at least 5 MiB; default 16 MiB |
+//! | `read_window` | bytes per GET when reading, at least 1 MiB; default 64 MiB |
 //! | `max_retries`, `retry_timeout_secs` | default 5 and 60 |
 //! | `capacity` | bytes reported as the store's total and free (S3 has no size); default 1 PiB |
 //!
@@ -34,12 +35,15 @@ use object_store::path::Path as Key;
 use object_store::{GetOptions, GetRange, ObjectStore, PutPayload, RetryConfig, WriteMultipart};
 
 const MIB: usize = 1 << 20;
+/// Bytes asked for per GET when reading, by default.
+const READ_WINDOW: u64 = 64 * MIB as u64;
 
 pub struct S3Store {
     cfg: Config,
     bucket: String,
     prefix: String,
     part_size: usize,
+    read_window: u64,
     capacity: u64,
     store: Arc<dyn ObjectStore>,
     rt: Arc<tokio::runtime::Runtime>,
@@ -133,6 +137,12 @@ impl StorePlugin for S3Store {
                 "Meta.part_size: {part_size} is below S3's minimum part of 5 MiB"
             )));
         }
+        let read_window = meta_num(&cfg, "read_window", READ_WINDOW)?;
+        if read_window < MIB as u64 {
+            return Err(Error::Config(format!(
+                "Meta.read_window: {read_window} is below 1 MiB"
+            )));
+        }
         let mut prefix = meta(&cfg, "prefix").unwrap_or("").to_string();
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
@@ -149,6 +159,7 @@ impl StorePlugin for S3Store {
             cfg,
             prefix,
             part_size,
+            read_window,
             store: Arc::new(store),
             rt: Arc::new(rt),
         })
@@ -195,6 +206,8 @@ impl Store for S3Store {
             key: self.key(path),
             url: self.url(path),
             range: offset..offset + len,
+            window: self.read_window,
+            window_end: offset,
             body: None,
             buf: Bytes::new(),
         }))
@@ -244,9 +257,15 @@ impl Store for S3Store {
                 }
                 written += part.len() as u64;
                 if let Err(e) = w.wait_for_capacity(2).await {
+                    let _ = w.abort().await;
                     return Err(self.fail(path, "upload part", e));
                 }
                 w.write(&part);
+            }
+            // A failed part makes `finish` return without aborting.
+            if let Err(e) = w.wait_for_capacity(0).await {
+                let _ = w.abort().await;
+                return Err(self.fail(path, "upload part", e));
             }
             w.finish()
                 .await
@@ -287,8 +306,10 @@ impl Store for S3Store {
     }
 }
 
-/// Reads a byte range as one ranged GET, its body streamed as it arrives
-/// (the request is sent on the first read).
+/// Reads a byte range in GETs of up to [`READ_WINDOW`], each body streamed
+/// as it arrives (the first request is sent on the first read). A window
+/// keeps each request within the client's timeout however long the whole
+/// read takes.
 struct RangeReader {
     store: Arc<dyn ObjectStore>,
     rt: Arc<tokio::runtime::Runtime>,
@@ -296,6 +317,10 @@ struct RangeReader {
     url: String,
     /// What is left to read.
     range: Range<u64>,
+    /// Bytes per GET.
+    window: u64,
+    /// Where the current GET's body ends.
+    window_end: u64,
     body: Option<BoxStream<'static, object_store::Result<Bytes>>>,
     buf: Bytes,
 }
@@ -313,8 +338,9 @@ impl Read for RangeReader {
                 return Ok(0);
             }
             if self.body.is_none() {
+                self.window_end = self.range.end.min(self.range.start + self.window);
                 let opts = GetOptions {
-                    range: Some(GetRange::Bounded(self.range.clone())),
+                    range: Some(GetRange::Bounded(self.range.start..self.window_end)),
                     ..GetOptions::default()
                 };
                 let got = self
@@ -327,6 +353,7 @@ impl Read for RangeReader {
             match self.rt.block_on(body.next()) {
                 Some(Ok(b)) => self.buf = b,
                 Some(Err(e)) => return Err(self.fail(e)),
+                None if self.range.start == self.window_end => self.body = None,
                 None => return Err(self.fail("the server ended the body early")),
             }
         }

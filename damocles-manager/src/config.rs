@@ -285,6 +285,38 @@ impl damocles_config::Validate for ManagerConfig {
 }
 
 impl ManagerConfig {
+    /// One `what` ("persist", "piece") store entry at `key`: a Path (absolute
+    /// for the filesystem store; a plugin's is whatever it understands, a
+    /// bucket), a plugins dir for a plugin, a name not taken in `names`.
+    fn check_store(
+        &self,
+        key: &str,
+        what: &str,
+        path: &Path,
+        plugin_name: &str,
+        name: String,
+        names: &mut HashSet<String>,
+    ) -> Result<()> {
+        if path.as_os_str().is_empty() {
+            bail!("key {key}.Path: missing; every {what} store needs a Path");
+        }
+        if plugin_name.is_empty() && !path.is_absolute() {
+            bail!(
+                "key {key}.Path: {} must be an absolute path",
+                path.display()
+            );
+        }
+        if !plugin_name.is_empty() && self.common.plugins.dir.as_os_str().is_empty() {
+            bail!(
+                "key {key}.PluginName: store {name:?} names plugin {plugin_name:?}, but Common.Plugins.Dir is not set"
+            );
+        }
+        if !names.insert(name.clone()) {
+            bail!("key {key}.Name: {name:?} is used by two {what} stores");
+        }
+        Ok(())
+    }
+
     /// Checks that need no I/O; each error names the key.
     pub fn validate(&self) -> Result<()> {
         self.common.api.listen.parse::<SocketAddr>().map_err(|e| {
@@ -296,55 +328,26 @@ impl ManagerConfig {
         let mut names = HashSet::new();
         for (i, s) in self.common.persist_stores.iter().enumerate() {
             let key = format!("Common.PersistStores[{i}]");
-            if s.path.as_os_str().is_empty() {
-                bail!("key {key}.Path: missing; every persist store needs a Path");
-            }
-            // A plugin's Path is whatever it understands (a bucket).
-            if s.plugin_name.is_empty() && !s.path.is_absolute() {
-                bail!(
-                    "key {key}.Path: {} must be an absolute path",
-                    s.path.display()
-                );
-            }
-            if !s.plugin_name.is_empty() && self.common.plugins.dir.as_os_str().is_empty() {
-                bail!(
-                    "key {key}.PluginName: store {:?} names plugin {:?}, but Common.Plugins.Dir is not set",
-                    s.instance_name(),
-                    s.plugin_name
-                );
-            }
-            if !names.insert(s.instance_name()) {
-                bail!(
-                    "key {key}.Name: {:?} is used by two persist stores",
-                    s.instance_name()
-                );
-            }
+            self.check_store(
+                &key,
+                "persist",
+                &s.path,
+                &s.plugin_name,
+                s.instance_name(),
+                &mut names,
+            )?;
         }
-        let mut piece_names = HashSet::new();
+        let mut names = HashSet::new();
         for (i, s) in self.common.piece_stores.iter().enumerate() {
             let key = format!("Common.PieceStores[{i}]");
-            if s.path.as_os_str().is_empty() {
-                bail!("key {key}.Path: missing; every piece store needs a Path");
-            }
-            if s.plugin_name.is_empty() && !s.path.is_absolute() {
-                bail!(
-                    "key {key}.Path: {} must be an absolute path",
-                    s.path.display()
-                );
-            }
-            if !s.plugin_name.is_empty() && self.common.plugins.dir.as_os_str().is_empty() {
-                bail!(
-                    "key {key}.PluginName: store {:?} names plugin {:?}, but Common.Plugins.Dir is not set",
-                    s.instance_name(),
-                    s.plugin_name
-                );
-            }
-            if !piece_names.insert(s.instance_name()) {
-                bail!(
-                    "key {key}.Name: {:?} is used by two piece stores",
-                    s.instance_name()
-                );
-            }
+            self.check_store(
+                &key,
+                "piece",
+                &s.path,
+                &s.plugin_name,
+                s.instance_name(),
+                &mut names,
+            )?;
         }
         let mut actors = HashSet::new();
         for (i, m) in self.miners.iter().enumerate() {

@@ -183,6 +183,30 @@ pub fn load_plugins(dir: &Path) -> Result<Registry> {
     Ok(registry)
 }
 
+/// Opens the `what` ("persist", "piece") store configured at `key`. A
+/// plugin store that does not open is logged and `None`, so the daemon serves
+/// the others; a filesystem store that does not open stops the start.
+fn open_store(
+    registry: &Registry,
+    key: &str,
+    what: &str,
+    plugin_name: &str,
+    cfg: StoreConfig,
+) -> Result<Option<Arc<dyn Store>>> {
+    let name = cfg.instance_name().to_string();
+    match registry.open(plugin_name, cfg) {
+        Ok(store) => {
+            info!(store = %name, kind = %store.kind(), "{what} store open");
+            Ok(Some(store))
+        }
+        Err(e) if !plugin_name.is_empty() => {
+            error!(%key, store = %name, error = %e, "{what} store left out");
+            Ok(None)
+        }
+        Err(e) => bail!("key {key}: store {name:?}: {e}"),
+    }
+}
+
 /// `[[Common.PieceStores]]`: where pieces are read from for
 /// `GET /piecestore/<cid>`. Opened like persist stores: a plugin store that
 /// does not open is logged and left out.
@@ -220,21 +244,9 @@ impl PieceStores {
                 read_only: c.read_only,
                 ..Default::default()
             };
-            match registry.open(&c.plugin_name, cfg) {
-                Ok(store) => {
-                    info!(store = %c.instance_name(), kind = %store.kind(), "piece store open");
-                    stores.push(store);
-                }
-                Err(e) if !c.plugin_name.is_empty() => error!(
-                    key = %format!("Common.PieceStores[{i}]"),
-                    store = %c.instance_name(),
-                    error = %e,
-                    "piece store left out"
-                ),
-                Err(e) => bail!(
-                    "key Common.PieceStores[{i}]: store {:?}: {e}",
-                    c.instance_name()
-                ),
+            let key = format!("Common.PieceStores[{i}]");
+            if let Some(store) = open_store(registry, &key, "piece", &c.plugin_name, cfg)? {
+                stores.push(store);
             }
         }
         Ok(PieceStores {
@@ -310,24 +322,12 @@ impl Stores {
                 read_only: c.read_only,
                 weight: u32::try_from(c.weight).unwrap_or(u32::MAX),
             };
-            match registry.open(&c.plugin_name, cfg) {
-                Ok(store) => {
-                    info!(store = %c.instance_name(), kind = %store.kind(), "persist store open");
-                    stores.push(PersistStore {
-                        config: c.clone(),
-                        store,
-                    });
-                }
-                Err(e) if !c.plugin_name.is_empty() => error!(
-                    key = %format!("Common.PersistStores[{i}]"),
-                    store = %c.instance_name(),
-                    error = %e,
-                    "persist store left out"
-                ),
-                Err(e) => bail!(
-                    "key Common.PersistStores[{i}]: store {:?}: {e}",
-                    c.instance_name()
-                ),
+            let key = format!("Common.PersistStores[{i}]");
+            if let Some(store) = open_store(registry, &key, "persist", &c.plugin_name, cfg)? {
+                stores.push(PersistStore {
+                    config: c.clone(),
+                    store,
+                });
             }
         }
         Ok(Stores { stores })

@@ -13,10 +13,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use damocles_api::{SealProof, SectorID, SectorState, WorkerInfo};
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
-
-use crate::error::ApiError;
 
 type Key = (u64, u64);
 const ONLINE: TableDefinition<Key, &str> = TableDefinition::new("sectors_online");
@@ -36,16 +34,50 @@ fn key(id: SectorID) -> Key {
     (id.miner, id.number)
 }
 
-fn internal<E: std::fmt::Display>(e: E) -> ApiError {
-    ApiError::Internal(format!("database: {e}"))
+/// Why a database call failed. The RPC layer maps it to its error codes
+/// (`From<DbError> for ApiError`); this layer knows nothing of the RPC.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// redb failed (I/O, a transaction, a table).
+    #[error("database: {0}")]
+    Storage(String),
+    /// A record that does not decode.
+    #[error("database record: {0}")]
+    Record(#[from] serde_json::Error),
+    /// The sector has no online record: finished, aborted, or never here.
+    #[error("sector state not found: {id}: {why}")]
+    NotOnline { id: SectorID, why: String },
+    /// A restore of a sector that has no offline record.
+    #[error("sector {0} is not offline: nothing to restore")]
+    NotOffline(SectorID),
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<String, ApiError> {
-    serde_json::to_string(v).map_err(internal)
+macro_rules! storage_errors {
+    ($($t:ty),+) => {$(
+        impl From<$t> for DbError {
+            fn from(e: $t) -> Self {
+                DbError::Storage(e.to_string())
+            }
+        }
+    )+};
+}
+storage_errors!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+type Result<T, E = DbError> = std::result::Result<T, E>;
+
+fn to_json<T: Serialize>(v: &T) -> Result<String> {
+    Ok(serde_json::to_string(v)?)
 }
 
-fn from_json<T: for<'de> Deserialize<'de>>(s: &str) -> Result<T, ApiError> {
-    serde_json::from_str(s).map_err(internal)
+fn from_json<T: for<'de> Deserialize<'de>>(s: &str) -> Result<T> {
+    Ok(serde_json::from_str(s)?)
 }
 
 /// Space promised to a sector in a persist store.
@@ -106,11 +138,11 @@ impl Db {
         miner: u64,
         proof: SealProof,
         policy: NumberPolicy,
-    ) -> Result<Option<SectorState>, ApiError> {
-        let tx = self.db.begin_write().map_err(internal)?;
+    ) -> Result<Option<SectorState>> {
+        let tx = self.db.begin_write()?;
         let state = {
-            let mut numbers = tx.open_table(NUMBERS).map_err(internal)?;
-            let last = numbers.get(miner).map_err(internal)?.map(|v| v.value());
+            let mut numbers = tx.open_table(NUMBERS)?;
+            let last = numbers.get(miner)?.map(|v| v.value());
             let Some(next) = last.unwrap_or(0).max(policy.init_number).checked_add(1) else {
                 return Ok(None);
             };
@@ -118,7 +150,7 @@ impl Db {
             if policy.max_number.is_some_and(|max| next > max) {
                 return Ok(None);
             }
-            numbers.insert(miner, next).map_err(internal)?;
+            numbers.insert(miner, next)?;
             let now = now_secs();
             let state = SectorState {
                 id: SectorID {
@@ -140,22 +172,22 @@ impl Db {
                 created_at: now,
                 updated_at: now,
             };
-            let mut online = tx.open_table(ONLINE).map_err(internal)?;
+            let mut online = tx.open_table(ONLINE)?;
             online
                 .insert(key(state.id), to_json(&state)?.as_str())
-                .map_err(internal)?;
+                ?;
             state
         };
-        tx.commit().map_err(internal)?;
+        tx.commit()?;
         Ok(Some(state))
     }
 
-    pub fn online(&self, id: SectorID) -> Result<Option<SectorState>, ApiError> {
+    pub fn online(&self, id: SectorID) -> Result<Option<SectorState>> {
         self.get(ONLINE, id)
     }
 
     /// The sector's record and whether it is online.
-    pub fn find(&self, id: SectorID) -> Result<Option<(SectorState, bool)>, ApiError> {
+    pub fn find(&self, id: SectorID) -> Result<Option<(SectorState, bool)>> {
         if let Some(s) = self.get(ONLINE, id)? {
             return Ok(Some((s, true)));
         }
@@ -166,82 +198,72 @@ impl Db {
         &self,
         table: TableDefinition<Key, &str>,
         id: SectorID,
-    ) -> Result<Option<SectorState>, ApiError> {
-        let tx = self.db.begin_read().map_err(internal)?;
-        let t = tx.open_table(table).map_err(internal)?;
-        let raw = t.get(key(id)).map_err(internal)?;
+    ) -> Result<Option<SectorState>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(table)?;
+        let raw = t.get(key(id))?;
         raw.map(|v| from_json(v.value())).transpose()
     }
 
     /// Changes an online sector. If `f` fails, nothing is written.
-    pub fn update<T>(
+    pub fn update<T, E: From<DbError>>(
         &self,
         id: SectorID,
-        f: impl FnOnce(&mut SectorState) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
-        let tx = self.db.begin_write().map_err(internal)?;
-        let out = {
-            let mut online = tx.open_table(ONLINE).map_err(internal)?;
-            let raw = online
-                .get(key(id))
-                .map_err(internal)?
-                .map(|v| v.value().to_string());
-            let Some(raw) = raw else {
-                return Err(self.not_online(id));
-            };
-            let mut state: SectorState = from_json(&raw)?;
-            let out = f(&mut state)?;
-            state.updated_at = now_secs();
-            online
-                .insert(key(id), to_json(&state)?.as_str())
-                .map_err(internal)?;
-            out
-        };
-        tx.commit().map_err(internal)?;
+        f: impl FnOnce(&mut SectorState) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx = self.db.begin_write().map_err(DbError::from)?;
+        let mut state = self.take_online(&tx, id)?;
+        let out = f(&mut state)?;
+        self.put(&tx, ONLINE, &mut state)?;
+        tx.commit().map_err(DbError::from)?;
         Ok(out)
     }
 
-    /// The error for a sector that is not online: 11001 either way, with a
-    /// message saying whether it was finished or never existed.
-    pub fn not_online(&self, id: SectorID) -> ApiError {
-        match self.get(OFFLINE, id) {
-            Ok(Some(s)) if s.aborted => {
-                ApiError::NotFound(id, format!("aborted: {}", s.abort_reason))
-            }
-            Ok(Some(_)) => ApiError::NotFound(id, "already finalized".into()),
-            _ => ApiError::NotFound(id, "never allocated here".into()),
-        }
+    /// The error for a sector that is not online, saying whether it was
+    /// finished, aborted or never existed.
+    pub fn not_online(&self, id: SectorID) -> DbError {
+        let why = match self.get(OFFLINE, id) {
+            Ok(Some(s)) if s.aborted => format!("aborted: {}", s.abort_reason),
+            Ok(Some(_)) => "already finalized".into(),
+            _ => "never allocated here".into(),
+        };
+        DbError::NotOnline { id, why }
     }
 
     /// Changes an online sector and moves it offline, dropping its reservation.
-    pub fn move_offline(
-        &self,
-        id: SectorID,
-        f: impl FnOnce(&mut SectorState),
-    ) -> Result<(), ApiError> {
-        let tx = self.db.begin_write().map_err(internal)?;
-        {
-            let mut online = tx.open_table(ONLINE).map_err(internal)?;
-            let raw = online
-                .remove(key(id))
-                .map_err(internal)?
-                .map(|v| v.value().to_string());
-            let Some(raw) = raw else {
-                return Err(self.not_online(id));
-            };
-            let mut state: SectorState = from_json(&raw)?;
-            f(&mut state);
-            state.updated_at = now_secs();
-            tx.open_table(OFFLINE)
-                .map_err(internal)?
-                .insert(key(id), to_json(&state)?.as_str())
-                .map_err(internal)?;
-            tx.open_table(RESERVATIONS)
-                .map_err(internal)?
-                .remove(key(id))
-                .map_err(internal)?;
+    pub fn move_offline(&self, id: SectorID, f: impl FnOnce(&mut SectorState)) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        let mut state = self.take_online(&tx, id)?;
+        tx.open_table(ONLINE)?.remove(key(id))?;
+        f(&mut state);
+        self.put(&tx, OFFLINE, &mut state)?;
+        tx.open_table(RESERVATIONS)?.remove(key(id))?;
+        Ok(tx.commit()?)
+    }
+
+    /// The online record of `id` inside `tx` (read, not removed);
+    /// [`Db::not_online`]'s error when there is none. The one read of every
+    /// read-modify-write of a sector record.
+    fn take_online(&self, tx: &WriteTransaction, id: SectorID) -> Result<SectorState> {
+        let online = tx.open_table(ONLINE)?;
+        let raw = online.get(key(id))?.map(|v| v.value().to_string());
+        match raw {
+            Some(raw) => from_json(&raw),
+            None => Err(self.not_online(id)),
         }
-        tx.commit().map_err(internal)
+    }
+
+    /// Writes a sector record into `table` inside `tx`, stamped now.
+    fn put(
+        &self,
+        tx: &WriteTransaction,
+        table: TableDefinition<Key, &str>,
+        state: &mut SectorState,
+    ) -> Result<()> {
+        state.updated_at = now_secs();
+        tx.open_table(table)?
+            .insert(key(state.id), to_json(state)?.as_str())?;
+        Ok(())
     }
 
     /// ReportState in one transaction: records `req` on an online sector
@@ -250,79 +272,64 @@ impl Db {
         &self,
         id: SectorID,
         req: damocles_api::ReportStateReq,
-    ) -> Result<Option<SectorState>, ApiError> {
-        let tx = self.db.begin_write().map_err(internal)?;
-        {
-            let mut online = tx.open_table(ONLINE).map_err(internal)?;
-            let raw = online
-                .get(key(id))
-                .map_err(internal)?
-                .map(|v| v.value().to_string());
-            let Some(raw) = raw else {
-                drop(online);
-                let offline = tx.open_table(OFFLINE).map_err(internal)?;
-                let raw = offline.get(key(id)).map_err(internal)?;
+    ) -> Result<Option<SectorState>> {
+        let tx = self.db.begin_write()?;
+        let mut state = match self.take_online(&tx, id) {
+            Ok(state) => state,
+            Err(DbError::NotOnline { .. }) => {
+                let offline = tx.open_table(OFFLINE)?;
+                let raw = offline.get(key(id))?;
                 return match raw {
                     Some(v) => Ok(Some(from_json(v.value())?)),
-                    None => Err(ApiError::NotFound(id, "never allocated here".into())),
+                    None => Err(DbError::NotOnline {
+                        id,
+                        why: "never allocated here".into(),
+                    }),
                 };
-            };
-            let mut state: SectorState = from_json(&raw)?;
-            state.latest_state = Some(req);
-            state.updated_at = now_secs();
-            online
-                .insert(key(id), to_json(&state)?.as_str())
-                .map_err(internal)?;
-        }
-        tx.commit().map_err(internal)?;
+            }
+            Err(e) => return Err(e),
+        };
+        state.latest_state = Some(req);
+        self.put(&tx, ONLINE, &mut state)?;
+        tx.commit()?;
         Ok(None)
     }
 
     /// Moves an online sector offline after `f`; a sector already offline is
     /// left as it is (finishing twice is not an error).
-    pub fn finish(&self, id: SectorID, f: impl FnOnce(&mut SectorState)) -> Result<(), ApiError> {
+    pub fn finish(&self, id: SectorID, f: impl FnOnce(&mut SectorState)) -> Result<()> {
         match self.move_offline(id, f) {
-            Err(ApiError::NotFound(..)) if self.get(OFFLINE, id)?.is_some() => Ok(()),
+            Err(DbError::NotOnline { .. }) if self.get(OFFLINE, id)?.is_some() => Ok(()),
             other => other,
         }
     }
 
     /// Moves an offline sector back online, clearing its finalized/aborted marks.
-    pub fn restore(&self, id: SectorID) -> Result<(), ApiError> {
-        let tx = self.db.begin_write().map_err(internal)?;
-        {
-            let mut offline = tx.open_table(OFFLINE).map_err(internal)?;
-            let raw = offline
-                .remove(key(id))
-                .map_err(internal)?
-                .map(|v| v.value().to_string());
-            let Some(raw) = raw else {
-                return Err(ApiError::Invalid(format!(
-                    "sector {} is not offline: nothing to restore",
-                    crate::error::name(id)
-                )));
-            };
-            let mut state: SectorState = from_json(&raw)?;
-            state.finalized = false;
-            state.aborted = false;
-            state.abort_reason.clear();
-            state.updated_at = now_secs();
-            tx.open_table(ONLINE)
-                .map_err(internal)?
-                .insert(key(id), to_json(&state)?.as_str())
-                .map_err(internal)?;
-        }
-        tx.commit().map_err(internal)
+    pub fn restore(&self, id: SectorID) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        let raw = tx
+            .open_table(OFFLINE)?
+            .remove(key(id))?
+            .map(|v| v.value().to_string());
+        let Some(raw) = raw else {
+            return Err(DbError::NotOffline(id));
+        };
+        let mut state: SectorState = from_json(&raw)?;
+        state.finalized = false;
+        state.aborted = false;
+        state.abort_reason.clear();
+        self.put(&tx, ONLINE, &mut state)?;
+        Ok(tx.commit()?)
     }
 
-    pub fn list(&self, online: bool) -> Result<Vec<SectorState>, ApiError> {
-        let tx = self.db.begin_read().map_err(internal)?;
+    pub fn list(&self, online: bool) -> Result<Vec<SectorState>> {
+        let tx = self.db.begin_read()?;
         let t = tx
             .open_table(if online { ONLINE } else { OFFLINE })
-            .map_err(internal)?;
+            ?;
         let mut out = Vec::new();
-        for entry in t.iter().map_err(internal)? {
-            out.push(from_json(entry.map_err(internal)?.1.value())?);
+        for entry in t.iter()? {
+            out.push(from_json(entry?.1.value())?);
         }
         Ok(out)
     }
@@ -336,13 +343,13 @@ impl Db {
         size: u64,
         usable: impl Fn(&str) -> bool,
         pick: impl FnOnce(&BTreeMap<String, u64>) -> Option<String>,
-    ) -> Result<Option<Reservation>, ApiError> {
-        let tx = self.db.begin_write().map_err(internal)?;
+    ) -> Result<Option<Reservation>> {
+        let tx = self.db.begin_write()?;
         let chosen = {
-            let mut t = tx.open_table(RESERVATIONS).map_err(internal)?;
+            let mut t = tx.open_table(RESERVATIONS)?;
             let existing = t
                 .get(key(id))
-                .map_err(internal)?
+                ?
                 .map(|v| v.value().to_string());
             if let Some(existing) = existing {
                 let r: Reservation = from_json(&existing)?;
@@ -351,8 +358,8 @@ impl Db {
                 }
             }
             let mut reserved: BTreeMap<String, u64> = BTreeMap::new();
-            for entry in t.iter().map_err(internal)? {
-                let (k, v) = entry.map_err(internal)?;
+            for entry in t.iter()? {
+                let (k, v) = entry?;
                 if k.value() == key(id) {
                     continue;
                 }
@@ -367,35 +374,35 @@ impl Db {
                 size,
                 at: now_secs(),
             };
-            t.insert(key(id), to_json(&r)?.as_str()).map_err(internal)?;
+            t.insert(key(id), to_json(&r)?.as_str())?;
             r
         };
-        tx.commit().map_err(internal)?;
+        tx.commit()?;
         Ok(Some(chosen))
     }
 
-    pub fn reservations(&self) -> Result<Vec<(SectorID, Reservation)>, ApiError> {
-        let tx = self.db.begin_read().map_err(internal)?;
-        let t = tx.open_table(RESERVATIONS).map_err(internal)?;
+    pub fn reservations(&self) -> Result<Vec<(SectorID, Reservation)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(RESERVATIONS)?;
         let mut out = Vec::new();
-        for entry in t.iter().map_err(internal)? {
-            let (k, v) = entry.map_err(internal)?;
+        for entry in t.iter()? {
+            let (k, v) = entry?;
             let (miner, number) = k.value();
             out.push((SectorID { miner, number }, from_json(v.value())?));
         }
         Ok(out)
     }
 
-    pub fn record_ping(&self, info: WorkerInfo) -> Result<(), ApiError> {
+    pub fn record_ping(&self, info: WorkerInfo) -> Result<()> {
         let rec = WorkerRecord {
             last_ping: now_secs(),
             info,
         };
-        let tx = self.db.begin_write().map_err(internal)?;
+        let tx = self.db.begin_write()?;
         tx.open_table(WORKERS)
-            .map_err(internal)?
+            ?
             .insert(rec.info.name.as_str(), to_json(&rec)?.as_str())
-            .map_err(internal)?;
-        tx.commit().map_err(internal)
+            ?;
+        Ok(tx.commit()?)
     }
 }

@@ -3,15 +3,10 @@
 use damocles_api::{SectorID, ERR_SECTOR_STATE_NOT_FOUND};
 use jsonrpsee::types::ErrorObjectOwned;
 
-/// `s-t01000-7`, the name damocles gives a sector everywhere.
-pub fn name(id: SectorID) -> String {
-    format!("s-t0{}-{}", id.miner, id.number)
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// Code 11001: the worker aborts the sector.
-    #[error("sector state not found: {}: {}", name(*.0), .1)]
+    #[error("sector state not found: {}: {}", .0, .1)]
     NotFound(SectorID, String),
     /// The request makes no sense (wrong miner, unknown store, ...): -32602.
     #[error("{0}")]
@@ -39,8 +34,19 @@ impl From<ApiError> for ErrorObjectOwned {
     }
 }
 
-impl From<damocles_devnet::ChainError> for ApiError {
-    fn from(e: damocles_devnet::ChainError) -> Self {
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        use crate::db::DbError;
+        match e {
+            DbError::NotOnline { id, why } => ApiError::NotFound(id, why),
+            DbError::NotOffline(_) => ApiError::Invalid(e.to_string()),
+            DbError::Storage(_) | DbError::Record(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<damocles_chain::ChainError> for ApiError {
+    fn from(e: damocles_chain::ChainError) -> Self {
         ApiError::Internal(format!("chain: {e}"))
     }
 }

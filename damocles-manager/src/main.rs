@@ -10,7 +10,6 @@ use damocles_api::cli::ManagerCliApiClient;
 use damocles_api::{Permission, SectorID, SectorListKind, SectorState};
 use damocles_manager::auth::Auth;
 use damocles_manager::daemon::{self, InitOptions, RunOptions};
-use damocles_manager::error::name;
 use damocles_manager::home::Home;
 use jsonrpsee::http_client::{HeaderMap, HeaderValue, HttpClient, HttpClientBuilder};
 
@@ -310,7 +309,7 @@ async fn run_util(home: Home, util: Util) -> Result<()> {
                 let mut t = table(&["SECTOR", "PHASE", "WORKER STATE", "STORE", "UPDATED"]);
                 for s in &sectors {
                     t.add_row(vec![
-                        name(s.id),
+                        s.id.to_string(),
                         s.phase().to_string(),
                         s.latest_state
                             .as_ref()
@@ -331,7 +330,7 @@ async fn run_util(home: Home, util: Util) -> Result<()> {
                     return print_json(&serde_json::json!({ "Sector": state, "Chain": chain }));
                 }
                 let Some(s) = state else {
-                    return Err(anyhow!("sector {} is not known to this manager", name(id)));
+                    return Err(anyhow!("sector {} is not known to this manager", id));
                 };
                 print_state(&s);
                 match chain {
@@ -355,15 +354,15 @@ async fn run_util(home: Home, util: Util) -> Result<()> {
             }
             SectorsCmd::Abort { sector, reason } => {
                 c.abort_sector(sector.0, reason).await.map_err(rpc)?;
-                println!("{} aborted", name(sector.0));
+                println!("{} aborted", sector.0);
             }
             SectorsCmd::Finalize { sector } => {
                 c.finalize_sector(sector.0).await.map_err(rpc)?;
-                println!("{} finalized", name(sector.0));
+                println!("{} finalized", sector.0);
             }
             SectorsCmd::Restore { sector } => {
                 c.restore_sector(sector.0).await.map_err(rpc)?;
-                println!("{} restored", name(sector.0));
+                println!("{} restored", sector.0);
             }
         },
         UtilCmd::Storage {
@@ -414,7 +413,7 @@ async fn run_util(home: Home, util: Util) -> Result<()> {
 fn print_state(s: &SectorState) {
     println!(
         "sector:       {} (proof type {})",
-        name(s.id),
+        s.id,
         s.sector_type.code()
     );
     println!("phase:        {}", s.phase());

@@ -11,15 +11,15 @@ use async_trait::async_trait;
 use damocles_api::cli::ManagerCliApiServer;
 use damocles_api::rpc::SealerApiServer;
 use damocles_api::*;
-use damocles_devnet::{miner_entropy, Chain, Domain, Message, MessageStatus, PreCommitParams};
+use damocles_chain::{miner_entropy, Chain, Domain, Message, MessageStatus, PreCommitParams};
 use filecoin_proofs_api::SectorId;
 use jsonrpsee::core::RpcResult;
 use rand::seq::SliceRandom;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::ManagerConfig;
-use crate::db::{Db, NumberPolicy};
-use crate::error::{name, ApiError};
+use crate::db::{Db, DbError, NumberPolicy};
+use crate::error::ApiError;
 use crate::metrics::{MethodLabels, Metrics, MinerLabels};
 use crate::stores::Stores;
 
@@ -58,14 +58,15 @@ impl Sealer {
     }
 
     /// Runs a database call on a blocking thread.
-    async fn db<T: Send + 'static>(
+    async fn db<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
         &self,
-        f: impl FnOnce(&Db) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&Db) -> std::result::Result<T, E> + Send + 'static,
     ) -> Result<T> {
         let db = self.0.db.clone();
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| ApiError::Internal(format!("database task: {e}")))?
+            .map_err(Into::into)
     }
 
     async fn online(&self, id: SectorID) -> Result<SectorState> {
@@ -109,7 +110,7 @@ impl Sealer {
         let Some(msg) = message else {
             return Ok(PollStateResp {
                 state: OnChainState::NotFound,
-                desc: Some(format!("no {what} submitted for {}", name(id))),
+                desc: Some(format!("no {what} submitted for {}", id)),
             });
         };
         let confidence = self
@@ -130,7 +131,7 @@ impl Sealer {
             },
             MessageStatus::Executed { exit_code: 0, .. } => {
                 if landed_check && self.0.chain.sector(id.miner, id.number).await?.is_none() {
-                    return Err(ApiError::Internal(format!("{what} message {msg} succeeded but the chain has no sector {}", name(id))));
+                    return Err(ApiError::Internal(format!("{what} message {msg} succeeded but the chain has no sector {}", id)));
                 }
                 PollStateResp {
                     state: OnChainState::Landed,
@@ -206,11 +207,11 @@ impl SealerApiServer for Sealer {
             .filter(|m| allowed.is_empty() || allowed.contains(&m.actor))
             .collect();
         if miners.is_empty() {
+            // As damocles answers: no sector for this worker, not an error
+            // (a worker may be shared by managers of different miners).
             let managed: Vec<u64> = self.0.config.miners.iter().map(|m| m.actor).collect();
-            return Err(ApiError::Invalid(format!(
-                "none of the allowed miners {allowed:?} is managed here (managed: {managed:?})"
-            ))
-            .into());
+            debug!(?allowed, ?managed, "AllocateSector: none of the allowed miners is managed here");
+            return Ok(None);
         }
         miners.retain(|m| m.sector.enabled);
         miners.shuffle(&mut rand::thread_rng());
@@ -233,7 +234,7 @@ impl SealerApiServer for Sealer {
             };
             let actor = m.actor;
             if let Some(state) = self.db(move |db| db.allocate(actor, proof, policy)).await? {
-                info!(sector = %name(state.id), "sector allocated");
+                info!(sector = %state.id, "sector allocated");
                 self.0
                     .metrics
                     .sectors_allocated
@@ -300,7 +301,7 @@ impl SealerApiServer for Sealer {
         if sector.proof_type != state.sector_type {
             return Ok(rejected(format!(
                 "{}: proof type {} does not match the allocated {}",
-                name(id),
+                id,
                 sector.proof_type.code(),
                 state.sector_type.code()
             )));
@@ -308,7 +309,7 @@ impl SealerApiServer for Sealer {
         if state.ticket != Some(info.ticket) {
             return Ok(rejected(format!(
                 "{}: the ticket is not the one AssignTicket gave",
-                name(id)
+                id
             )));
         }
         // The chain first: a precommit already there is final.
@@ -316,7 +317,7 @@ impl SealerApiServer for Sealer {
             if comm_r != info.comm_r {
                 return Ok(rejected(format!(
                     "{}: the chain already holds a different precommit for this sector",
-                    name(id)
+                    id
                 )));
             }
             if state.pre != Some(info) {
@@ -341,7 +342,7 @@ impl SealerApiServer for Sealer {
                     res: SubmitResult::MismatchedSubmission,
                     desc: Some(format!(
                         "{}: a different precommit was submitted before; resubmit with reset",
-                        name(id)
+                        id
                     )),
                 });
             }
@@ -365,7 +366,7 @@ impl SealerApiServer for Sealer {
             },
         };
         let msg_id = self.push(msg).await?;
-        info!(sector = %name(id), message = %msg_id, "precommit sent");
+        info!(sector = %id, message = %msg_id, "precommit sent");
         self.update(id, move |s| {
             s.pre_message = Some(msg_id);
             Ok(())
@@ -428,11 +429,11 @@ impl SealerApiServer for Sealer {
         match check {
             Ok(()) => {}
             Err(crate::stores::Unpersisted::Missing(missing)) => {
-                warn!(sector = %name(sector), store = %instance, %missing, "persisted files incomplete");
+                warn!(sector = %sector, store = %instance, %missing, "persisted files incomplete");
                 return Ok(false);
             }
             Err(crate::stores::Unpersisted::Unreachable(why)) => {
-                warn!(sector = %name(sector), store = %instance, %why, "persist store did not answer");
+                warn!(sector = %sector, store = %instance, %why, "persist store did not answer");
                 return Err(ApiError::NotReady(format!(
                     "cannot check the persisted files now: {why}"
                 ))
@@ -479,7 +480,7 @@ impl SealerApiServer for Sealer {
                 }),
                 _ => Err(ApiError::NotReady(format!(
                     "{}: no landed precommit to draw a seed for ({})",
-                    name(sector),
+                    sector,
                     poll.desc.unwrap_or_default()
                 ))
                 .into()),
@@ -530,7 +531,7 @@ impl SealerApiServer for Sealer {
         let (Some(pre), Some(seed)) = (state.pre, state.seed) else {
             return Ok(rejected(format!(
                 "{}: no precommit and seed yet (call WaitSeed first)",
-                name(sector)
+                sector
             )));
         };
         // Proven on chain already (say the manager died before recording the
@@ -556,7 +557,7 @@ impl SealerApiServer for Sealer {
                     res: SubmitResult::MismatchedSubmission,
                     desc: Some(format!(
                         "{}: a different proof was submitted before; resubmit with reset",
-                        name(sector)
+                        sector
                     )),
                 });
             }
@@ -570,7 +571,7 @@ impl SealerApiServer for Sealer {
                 seal_proof,
                 pre.comm_r,
                 pre.comm_d,
-                vc_processors::tasks::prover_id(sector.miner),
+                damocles_sector::prover_id(sector.miner),
                 SectorId::from(sector.number),
                 pre.ticket.ticket.0,
                 seed.seed.0,
@@ -582,19 +583,19 @@ impl SealerApiServer for Sealer {
         match verified {
             Ok(true) => {}
             Ok(false) => {
-                warn!(sector = %name(sector), "proof refused: does not verify");
+                warn!(sector = %sector, "proof refused: does not verify");
                 return Ok(rejected(format!(
                     "{}: the proof does not verify against the precommit (CommR, ticket epoch {}, seed epoch {})",
-                    name(sector),
+                    sector,
                     pre.ticket.epoch,
                     seed.epoch
                 )));
             }
             Err(e) => {
-                warn!(sector = %name(sector), error = %e, "proof refused: cannot be verified");
+                warn!(sector = %sector, error = %e, "proof refused: cannot be verified");
                 return Ok(rejected(format!(
                     "{}: the proof cannot be verified: {e:#}",
-                    name(sector)
+                    sector
                 )));
             }
         }
@@ -611,7 +612,7 @@ impl SealerApiServer for Sealer {
         })
         .await?;
         let msg_id = self.push(msg).await?;
-        info!(sector = %name(sector), message = %msg_id, "prove-commit sent");
+        info!(sector = %sector, message = %msg_id, "prove-commit sent");
         self.update(sector, move |s| {
             s.proof_message = Some(msg_id);
             Ok(())
@@ -684,7 +685,7 @@ impl SealerApiServer for Sealer {
             .filter(|c| self.0.stores.get(c).is_none())
             .collect();
         if !unknown.is_empty() {
-            warn!(sector = %name(sector), ?unknown, "worker offered stores this manager does not know");
+            warn!(sector = %sector, ?unknown, "worker offered stores this manager does not know");
         }
         let stores = self.0.stores.clone();
         let r = self
@@ -739,7 +740,7 @@ impl ManagerCliApiServer for Sealer {
                 if matches!(kind, SectorListKind::Offline | SectorListKind::All) {
                     out.extend(db.list(false)?);
                 }
-                Ok(out)
+                Ok::<_, DbError>(out)
             })
             .await?;
         Ok(out)
@@ -750,7 +751,7 @@ impl ManagerCliApiServer for Sealer {
     }
 
     async fn abort_sector(&self, sector: SectorID, reason: String) -> RpcResult<()> {
-        info!(sector = %name(sector), %reason, "sector aborted by the operator");
+        info!(sector = %sector, %reason, "sector aborted by the operator");
         Ok(self
             .db(move |db| {
                 db.move_offline(sector, |s| {
@@ -762,14 +763,14 @@ impl ManagerCliApiServer for Sealer {
     }
 
     async fn finalize_sector(&self, sector: SectorID) -> RpcResult<()> {
-        info!(sector = %name(sector), "sector finalized by the operator");
+        info!(sector = %sector, "sector finalized by the operator");
         Ok(self
             .db(move |db| db.move_offline(sector, |s| s.finalized = true))
             .await?)
     }
 
     async fn restore_sector(&self, sector: SectorID) -> RpcResult<()> {
-        info!(sector = %name(sector), "sector restored by the operator");
+        info!(sector = %sector, "sector restored by the operator");
         Ok(self.db(move |db| db.restore(sector)).await?)
     }
 

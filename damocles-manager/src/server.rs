@@ -31,8 +31,7 @@ use crate::auth::Auth;
 use crate::metrics::{CallLabels, MethodLabels, Metrics};
 use crate::stores::{PieceLookup, PieceStores};
 
-/// JSON-RPC error code for a call the caller's token does not permit.
-pub const ERR_PERMISSION_DENIED: i32 = 11003;
+use damocles_api::codes::ERR_PERMISSION_DENIED;
 pub const RPC_PATH: &str = "/rpc/v0";
 
 /// What the caller may do, attached to each request by the gate.

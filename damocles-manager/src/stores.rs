@@ -11,15 +11,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use damocles_api::{SectorID, StoreBasicInfo};
 use damocles_objstore::registry::Registry;
-use damocles_objstore::{Config as StoreConfig, Error as StoreError, ObjectPath, Store};
+use damocles_objstore::{Config as StoreConfig, ErrorKind as StoreErrorKind, ObjectPath, Store};
+use damocles_sector::objects;
 use rand::Rng;
 use tracing::{error, info};
 
 use crate::config::{PersistStoreConfig, PieceStoreConfig};
-use crate::error::name;
 
 #[derive(Clone)]
 pub struct PersistStore {
@@ -129,16 +129,17 @@ impl PersistStore {
         id: SectorID,
         sector_size: u64,
     ) -> std::result::Result<(), Unpersisted> {
-        let sector = name(id);
         let stat = |path: String| -> std::result::Result<u64, Unpersisted> {
             let p = ObjectPath::new(&path).map_err(|e| Unpersisted::Missing(e.to_string()))?;
             match self.store.stat(&p) {
                 Ok(n) => Ok(n),
-                Err(StoreError::NotFound(_)) => Err(Unpersisted::Missing(format!(
-                    "{} is missing from store {}",
-                    self.store.full_path(&p),
-                    self.name()
-                ))),
+                Err(e) if e.kind() == StoreErrorKind::NotFound => {
+                    Err(Unpersisted::Missing(format!(
+                        "{} is missing from store {}",
+                        self.store.full_path(&p),
+                        self.name()
+                    )))
+                }
                 Err(e) => Err(Unpersisted::Unreachable(format!(
                     "{} in store {}: {e}",
                     self.store.full_path(&p),
@@ -146,7 +147,7 @@ impl PersistStore {
                 ))),
             }
         };
-        let sealed = format!("sealed/{sector}");
+        let sealed = objects::sealed(id);
         let n = stat(sealed.clone())?;
         if n != sector_size {
             return Err(Unpersisted::Missing(format!(
@@ -154,8 +155,8 @@ impl PersistStore {
                 self.name()
             )));
         }
-        for f in vc_processors::builtin::persisted_cache_files(sector_size) {
-            let path = format!("cache/{sector}/{}", f.display());
+        for f in damocles_sector::persisted_cache_files(sector_size) {
+            let path = objects::cache_file(id, f);
             if stat(path.clone())? == 0 {
                 return Err(Unpersisted::Missing(format!(
                     "{path} in store {} is empty",
@@ -173,14 +174,7 @@ pub fn load_plugins(dir: &Path) -> Result<Registry> {
     if dir.as_os_str().is_empty() {
         return Ok(Registry::empty());
     }
-    let (registry, refused) = Registry::load(dir).context("key Common.Plugins.Dir")?;
-    for e in refused {
-        error!(error = %e, "objstore plugin refused");
-    }
-    for p in registry.plugins() {
-        info!(plugin = %p.kind(), file = %p.path().display(), "objstore plugin loaded");
-    }
-    Ok(registry)
+    Ok(Registry::load_logged(dir, "Common.Plugins.Dir")?)
 }
 
 /// Opens the `what` ("persist", "piece") store configured at `key`. A
@@ -278,7 +272,7 @@ impl PieceStores {
                     .and_then(|size| Ok((size, s.get(&path, 0, None)?)));
                 match opened {
                     Ok((size, reader)) => return PieceLookup::Found(size, reader),
-                    Err(StoreError::NotFound(_)) => {}
+                    Err(e) if e.kind() == StoreErrorKind::NotFound => {}
                     Err(e) => {
                         error!(store = %s.instance(), piece = %name, error = %e, "piece store did not answer");
                         unreachable.push(format!("{}: {e}", s.instance()));

@@ -134,7 +134,7 @@ async fn a_precommit_recorded_but_not_sent_is_sent_on_retry() {
     // The record was written, then the manager died before sending.
     db.update(sector.id, move |st| {
         st.pre = Some(info);
-        Ok(())
+        Ok::<_, damocles_manager::db::DbError>(())
     })
     .unwrap();
     let r = s.submit_pre_commit(sector, info, false).await.unwrap();

@@ -10,38 +10,35 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
+use damocles_sector::Stage;
 use serde::{Deserialize, Serialize};
 
-/// Stages that can have `[[processors.<stage>]]` entries.
-pub const PROCESSOR_STAGES: [&str; 11] = [
-    "add_pieces",
-    "tree_d",
-    "pc1",
-    "pc2",
-    "c2",
-    "snap_encode",
-    "snap_prove",
-    "transfer",
-    "unseal",
-    "window_post",
-    "sealing_daemons",
-];
+/// Stages that can have `[[processors.<stage>]]` entries: every stage with a
+/// task, but winning PoSt (the manager's, never a worker's).
+pub fn processor_stages() -> impl Iterator<Item = Stage> {
+    Stage::ALL
+        .iter()
+        .copied()
+        .filter(|s| s.has_task() && *s != Stage::WinningPost)
+}
 
-/// Stage names `limitation.concurrent` / `staggered` may name.
-pub const LIMIT_STAGES: [&str; 12] = [
-    "add_pieces",
-    "tree_d",
-    "pc1",
-    "pc2",
-    "synth_proof",
-    "c1",
-    "c2",
-    "snap_encode",
-    "snap_prove",
-    "transfer",
-    "unseal",
-    "window_post",
-];
+/// The stage a `limitation.concurrent` / `staggered` key names, if it names
+/// one the worker runs.
+fn limit_stage(key: &str) -> Option<Stage> {
+    key.parse::<Stage>()
+        .ok()
+        .filter(|s| *s != Stage::WinningPost)
+}
+
+/// The stage names a `limitation` key may take, for error messages.
+fn limit_stage_names() -> String {
+    let names: Vec<&str> = Stage::ALL
+        .iter()
+        .filter(|s| limit_stage(s.as_str()).is_some())
+        .map(|s| s.as_str())
+        .collect();
+    names.join(", ")
+}
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -367,21 +364,31 @@ pub struct Processors {
 }
 
 impl Processors {
-    pub fn entries(&self, stage: &str) -> &[ProcessorEntry] {
+    /// The `[[processors.<stage>]]` entries of a stage (none: builtin).
+    pub fn entries(&self, stage: Stage) -> &[ProcessorEntry] {
         match stage {
-            "add_pieces" => &self.add_pieces,
-            "tree_d" => &self.tree_d,
-            "pc1" => &self.pc1,
-            "pc2" => &self.pc2,
-            "c2" => &self.c2,
-            "snap_encode" => &self.snap_encode,
-            "snap_prove" => &self.snap_prove,
-            "transfer" => &self.transfer,
-            "unseal" => &self.unseal,
-            "window_post" => &self.window_post,
-            "sealing_daemons" => &self.sealing_daemons,
-            _ => &[],
+            Stage::AddPieces => &self.add_pieces,
+            Stage::TreeD => &self.tree_d,
+            Stage::Pc1 => &self.pc1,
+            Stage::Pc2 => &self.pc2,
+            Stage::C2 => &self.c2,
+            Stage::SnapEncode => &self.snap_encode,
+            Stage::SnapProve => &self.snap_prove,
+            Stage::Transfer => &self.transfer,
+            Stage::Unseal => &self.unseal,
+            Stage::WindowPost => &self.window_post,
+            // Always in-process, or never the worker's.
+            Stage::C1 | Stage::SynthProof | Stage::WinningPost => &[],
         }
+    }
+
+    /// Every entry list by its section name: each stage's, then damocles'
+    /// `sealing_daemons` (accepted and checked, not run).
+    pub fn sections(&self) -> Vec<(&'static str, &[ProcessorEntry])> {
+        processor_stages()
+            .map(|s| (s.as_str(), self.entries(s)))
+            .chain([("sealing_daemons", &self.sealing_daemons[..])])
+            .collect()
     }
 
     /// Per-stage thread limits: `limitation.concurrent`, else the legacy `limit`.
@@ -576,10 +583,10 @@ impl WorkerConfig {
             ("ext_locks", &p.ext_locks),
         ] {
             for (k, v) in map {
-                if section != "ext_locks" && !LIMIT_STAGES.contains(&k.as_str()) {
+                if section != "ext_locks" && limit_stage(k).is_none() {
                     bail!(
                         "key processors.{section}.{k}: {k:?} is not a stage ({})",
-                        LIMIT_STAGES.join(", ")
+                        limit_stage_names()
                     );
                 }
                 if *v == 0 {
@@ -588,8 +595,11 @@ impl WorkerConfig {
             }
         }
         for k in p.limitation.staggered.keys() {
-            if !LIMIT_STAGES.contains(&k.as_str()) {
-                bail!("key processors.limitation.staggered.{k}: {k:?} is not a stage");
+            if limit_stage(k).is_none() {
+                bail!(
+                    "key processors.limitation.staggered.{k}: {k:?} is not a stage ({})",
+                    limit_stage_names()
+                );
             }
         }
         p.staggered()?;
@@ -600,8 +610,8 @@ impl WorkerConfig {
                 bail!("key processors.static_tree_d.{size}: {size:?} is not a sector size (2KiB, 8MiB, 512MiB, 32GiB, 64GiB)");
             }
         }
-        for stage in PROCESSOR_STAGES {
-            for (i, e) in p.entries(stage).iter().enumerate() {
+        for (stage, entries) in p.sections() {
+            for (i, e) in entries.iter().enumerate() {
                 let key = format!("processors.{stage}[{i}]");
                 for lock in &e.locks {
                     if !p.ext_locks.contains_key(lock) {

@@ -29,24 +29,20 @@ async fn ping(
     ctrls: Vec<Arc<crate::sealing::ctrl::Ctrl>>,
     every: std::time::Duration,
 ) {
-    use crate::sealing::ctrl::ThreadState;
     use damocles_api::rpc::SealerApiClient;
     loop {
-        let infos: Vec<_> = ctrls.iter().map(|c| c.info()).collect();
-        let count = |f: &dyn Fn(&ThreadState) -> bool| {
-            infos.iter().filter(|i| f(&i.thread_state)).count() as u64
-        };
+        let counts = crate::sealing::ctrl::summary(&ctrls);
         let info = damocles_api::WorkerInfo {
             name: name.clone(),
             dest: admin.to_string(),
             version: env!("CARGO_PKG_VERSION").into(),
             summary: damocles_api::WorkerInfoSummary {
-                threads: infos.len() as u64,
-                empty: count(&|s| matches!(s, ThreadState::Idle)),
-                paused: count(&|s| matches!(s, ThreadState::Paused { .. })),
-                running: count(&|s| matches!(s, ThreadState::Running { .. })),
-                waiting: count(&|s| matches!(s, ThreadState::Waiting { .. })),
-                errors: infos.iter().filter(|i| i.last_error.is_some()).count() as u64,
+                threads: counts.total,
+                empty: counts.idle,
+                paused: counts.paused,
+                running: counts.running,
+                waiting: counts.waiting,
+                errors: counts.with_error,
             },
         };
         if let Err(e) = client.raw().worker_ping(info).await {
@@ -120,10 +116,12 @@ pub async fn run(config_path: &Path) -> Result<()> {
     .await?;
     let outcomes = SectorOutcomes::default();
     if let Some(addr) = cfg.metrics.listen()? {
+        let restarts = Arc::clone(&processors);
         let metrics = WorkerMetrics::new(
             &instance,
             ctrls.clone(),
-            Arc::clone(&processors),
+            processors.stage_seconds(),
+            Box::new(move || restarts.restarts()),
             outcomes.clone(),
         );
         let bound = crate::metrics::serve(addr, Arc::new(metrics)).await?;
@@ -137,12 +135,12 @@ pub async fn run(config_path: &Path) -> Result<()> {
                 match thread.run_sector().await {
                     Ok(Outcome::Finished(id)) => {
                         outcomes.count("finished");
-                        info!(thread = i, sector = %format!("s-t0{}-{}", id.miner, id.number), "sector finished");
+                        info!(thread = i, sector = %id, "sector finished");
                         tokio::time::sleep(sealing.seal_interval).await;
                     }
                     Ok(Outcome::Aborted(id, reason)) => {
                         outcomes.count("aborted");
-                        warn!(thread = i, sector = %format!("s-t0{}-{}", id.miner, id.number), %reason, "sector aborted");
+                        warn!(thread = i, sector = %id, %reason, "sector aborted");
                     }
                     Ok(Outcome::Idle) => tokio::time::sleep(sealing.recover_interval).await,
                     Ok(Outcome::Paused(why)) => {

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::config::{Sealing, WorkerConfig, PROCESSOR_STAGES};
+use crate::config::{Sealing, WorkerConfig};
 
 fn size_name(bytes: u64) -> String {
     match bytes {
@@ -82,8 +82,7 @@ pub fn describe(c: &WorkerConfig, self_exe: &Path) -> String {
     let limits = c.processors.concurrent_limits();
     let staggered = c.processors.staggered().unwrap_or_default();
     let _ = writeln!(w, "stages:");
-    for stage in PROCESSOR_STAGES {
-        let entries = c.processors.entries(stage);
+    for (stage, entries) in c.processors.sections() {
         let mut limit = String::new();
         if let Some(n) = limits.get(stage) {
             let _ = write!(limit, "  at most {n} thread(s) at once");

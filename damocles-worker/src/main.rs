@@ -29,7 +29,7 @@ enum Cmd {
     /// FIL_PROOFS_PARAMETER_CACHE (default: $HOME/.cache/damocles/filecoin-proof-parameters).
     Processor {
         #[command(subcommand)]
-        stage: Stage,
+        stage: StageCmd,
     },
     /// Run the sealing threads of a config until stopped.
     Daemon {
@@ -143,44 +143,46 @@ enum ConfigCmd {
     },
 }
 
+/// One subcommand per stage an ext-processor serves; named by the one
+/// list of stage names.
 #[derive(Subcommand)]
-enum Stage {
+enum StageCmd {
     /// Write pieces into the staged file.
-    #[command(name = "add_pieces")]
+    #[command(name = Stage::AddPieces.as_str())]
     AddPieces,
     /// Build tree-d of the staged file.
-    #[command(name = "tree_d")]
+    #[command(name = Stage::TreeD.as_str())]
     TreeD,
     /// Pre-commit phase 1 (SDR).
-    #[command(name = "pc1")]
+    #[command(name = Stage::Pc1.as_str())]
     Pc1,
     /// Pre-commit phase 2 (tree-c, tree-r-last).
-    #[command(name = "pc2")]
+    #[command(name = Stage::Pc2.as_str())]
     Pc2,
     /// Commit phase 2 (the seal SNARK).
-    #[command(name = "c2")]
+    #[command(name = Stage::C2.as_str())]
     C2,
     /// Snap-deal encoding.
-    #[command(name = "snap_encode")]
+    #[command(name = Stage::SnapEncode.as_str())]
     SnapEncode,
     /// Snap-deal proof.
-    #[command(name = "snap_prove")]
+    #[command(name = Stage::SnapProve.as_str())]
     SnapProve,
     /// Copy or link sector files.
-    #[command(name = "transfer")]
+    #[command(name = Stage::Transfer.as_str())]
     Transfer {
         /// Always copy, even where a route allows a symlink.
         #[arg(long = "disable_link", alias = "disable-link", env = "DISABLE_LINK")]
         disable_link: bool,
     },
     /// Window PoSt.
-    #[command(name = "window_post")]
+    #[command(name = Stage::WindowPost.as_str())]
     WindowPost,
     /// Winning PoSt.
-    #[command(name = "winning_post")]
+    #[command(name = Stage::WinningPost.as_str())]
     WinningPost,
     /// Unseal a range of a sealed sector.
-    #[command(name = "unseal")]
+    #[command(name = Stage::Unseal.as_str())]
     Unseal,
 }
 
@@ -225,10 +227,9 @@ fn run() -> Result<()> {
                 let doc = damocles_worker::sealing::thread::init_location(l)?;
                 match doc.sector {
                     Some(s) => println!(
-                        "{}: ready, holding s-t0{}-{} in state {}",
+                        "{}: ready, holding {} in state {}",
                         l.display(),
-                        s.id.miner,
-                        s.id.number,
+                        s.id,
                         doc.state
                     ),
                     None => println!("{}: ready", l.display()),
@@ -391,21 +392,21 @@ fn check(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn serve(stage: Stage) -> Result<()> {
+fn serve(stage: StageCmd) -> Result<()> {
     let p = BuiltinProcessor::default();
     match stage {
-        Stage::AddPieces => run_consumer::<AddPieces, _>(p),
-        Stage::TreeD => run_consumer::<TreeD, _>(p),
-        Stage::Pc1 => run_consumer::<PC1, _>(p),
-        Stage::Pc2 => run_consumer::<PC2, _>(p),
-        Stage::C2 => run_consumer::<C2, _>(p),
-        Stage::SnapEncode => run_consumer::<SnapEncode, _>(p),
-        Stage::SnapProve => run_consumer::<SnapProve, _>(p),
-        Stage::Transfer { disable_link } => {
+        StageCmd::AddPieces => run_consumer::<AddPieces, _>(p),
+        StageCmd::TreeD => run_consumer::<TreeD, _>(p),
+        StageCmd::Pc1 => run_consumer::<PC1, _>(p),
+        StageCmd::Pc2 => run_consumer::<PC2, _>(p),
+        StageCmd::C2 => run_consumer::<C2, _>(p),
+        StageCmd::SnapEncode => run_consumer::<SnapEncode, _>(p),
+        StageCmd::SnapProve => run_consumer::<SnapProve, _>(p),
+        StageCmd::Transfer { disable_link } => {
             run_consumer::<Transfer, _>(BuiltinProcessor { disable_link })
         }
-        Stage::WindowPost => run_consumer::<WindowPoSt, _>(p),
-        Stage::WinningPost => run_consumer::<WinningPoSt, _>(p),
-        Stage::Unseal => run_consumer::<Unseal, _>(p),
+        StageCmd::WindowPost => run_consumer::<WindowPoSt, _>(p),
+        StageCmd::WinningPost => run_consumer::<WinningPoSt, _>(p),
+        StageCmd::Unseal => run_consumer::<Unseal, _>(p),
     }
 }

@@ -3,6 +3,7 @@
 //! threads are doing, how often ext-processors had to be restarted, and how
 //! sectors ended. Every series carries the `worker_name` label.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,19 +18,14 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tracing::warn;
 
-use crate::processors::Processors;
-use crate::sealing::ctrl::{Ctrl, ThreadState};
+use crate::processors::StageSeconds;
+use crate::sealing::ctrl::{self, Ctrl, ThreadState};
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StageLabels {
-    pub stage: String,
-    /// `ok` or `error`.
-    pub outcome: String,
-}
+/// Restarts of each stage's ext-processors so far, read at scrape time.
+pub type RestartCounts = Box<dyn Fn() -> BTreeMap<String, u64> + Send + Sync>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
@@ -62,39 +58,6 @@ impl SectorOutcomes {
     }
 }
 
-type HistogramFamily = Family<StageLabels, Histogram, fn() -> Histogram>;
-
-/// Stage timings, recorded by whoever runs a stage (the processors, C1 in the
-/// sealing thread). Cheap to clone.
-#[derive(Clone)]
-pub struct StageMetrics {
-    seconds: HistogramFamily,
-}
-
-fn stage_histogram() -> Histogram {
-    // 10 ms .. ~4.4 h: a 2KiB PC1 to a 32GiB PC1.
-    Histogram::new(exponential_buckets(0.01, 3.0, 14))
-}
-
-impl Default for StageMetrics {
-    fn default() -> Self {
-        StageMetrics {
-            seconds: Family::new_with_constructor(stage_histogram),
-        }
-    }
-}
-
-impl StageMetrics {
-    pub fn observe(&self, stage: &str, ok: bool, took: Duration) {
-        self.seconds
-            .get_or_create(&StageLabels {
-                stage: stage.to_string(),
-                outcome: if ok { "ok" } else { "error" }.to_string(),
-            })
-            .observe(took.as_secs_f64());
-    }
-}
-
 /// Everything `/metrics` shows. Thread states and restarts are read from
 /// their owners at scrape time, so they are never stale.
 pub struct WorkerMetrics {
@@ -102,14 +65,15 @@ pub struct WorkerMetrics {
     threads: Family<StateLabels, Gauge>,
     restarts: Family<ProcessorLabels, Counter>,
     ctrls: Vec<Arc<Ctrl>>,
-    processors: Arc<Processors>,
+    restart_counts: RestartCounts,
 }
 
 impl WorkerMetrics {
     pub fn new(
         worker_name: &str,
         ctrls: Vec<Arc<Ctrl>>,
-        processors: Arc<Processors>,
+        stage_seconds: StageSeconds,
+        restart_counts: RestartCounts,
         sectors: SectorOutcomes,
     ) -> Self {
         let mut registry = Registry::with_prefix_and_labels(
@@ -121,11 +85,11 @@ impl WorkerMetrics {
         registry.register(
             "stage_seconds",
             "Time spent in each sealing stage, by outcome",
-            processors.stage_metrics().seconds.clone(),
+            stage_seconds,
         );
         registry.register(
             "threads",
-            "Sealing threads by state (idle, running, paused)",
+            "Sealing threads by state (idle, running, waiting, paused)",
             threads.clone(),
         );
         registry.register(
@@ -143,26 +107,22 @@ impl WorkerMetrics {
             threads,
             restarts,
             ctrls,
-            processors,
+            restart_counts,
         }
     }
 
     /// The Prometheus text format, with thread states and restarts as of now.
     pub fn render(&self) -> String {
-        for state in ["idle", "running", "paused"] {
-            let n = self
-                .ctrls
-                .iter()
-                .filter(|c| state_name(&c.info().thread_state) == state)
-                .count();
+        let counts = ctrl::summary(&self.ctrls);
+        for state in ThreadState::NAMES {
             self.threads
                 .get_or_create(&StateLabels {
                     state: state.into(),
                 })
-                .set(n as i64);
+                .set(counts.get(state) as i64);
         }
         // The producers count; the counter catches up with them.
-        for (stage, n) in self.processors.restarts() {
+        for (stage, n) in (self.restart_counts)() {
             let c = self.restarts.get_or_create(&ProcessorLabels { stage });
             c.inc_by(n.saturating_sub(c.get()));
         }
@@ -170,15 +130,6 @@ impl WorkerMetrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
-    }
-}
-
-fn state_name(s: &ThreadState) -> &'static str {
-    match s {
-        ThreadState::Idle => "idle",
-        ThreadState::Running { .. } => "running",
-        ThreadState::Waiting { .. } => "waiting",
-        ThreadState::Paused { .. } => "paused",
     }
 }
 

@@ -3,8 +3,9 @@
 //! `[plugins] dir`, written here through the plugin (the same library file
 //! the manager loads to check what was written).
 
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
@@ -12,7 +13,12 @@ use damocles_objstore::registry::Registry;
 use damocles_objstore::{Config as StoreConfig, ObjectPath, Store};
 use tracing::{error, info};
 
+use damocles_sector::{objects, persisted_cache_files, SectorID, Stage};
+use vc_processors::error::retryable;
+use vc_processors::tasks;
+
 use crate::config::{AttachedStore, WorkerConfig};
+use crate::processors::Processors;
 
 #[derive(Clone)]
 pub struct Attached {
@@ -29,6 +35,72 @@ impl Attached {
     pub fn writable(&self) -> bool {
         !self.config.readonly
     }
+
+    /// Copies a sector's `files` (local path, object path) into this store:
+    /// through its plugin in this process, or for a directory store with
+    /// the `transfer` processor (builtin or ext). Returns the bytes a plugin
+    /// wrote (a transfer does not count them).
+    pub async fn persist(
+        &self,
+        processors: &Processors,
+        files: Vec<(PathBuf, String)>,
+    ) -> Result<Option<u64>> {
+        if let Some(plugin) = &self.plugin {
+            let plugin = Arc::clone(plugin);
+            let n = processors
+                .run_in_process(Stage::Transfer, move || put_files(&*plugin, &files))
+                .await?;
+            return Ok(Some(n));
+        }
+        let name = self.instance_name();
+        let routes = files
+            .into_iter()
+            .map(|(src, dest)| tasks::TransferRoute {
+                src: tasks::TransferItem {
+                    store_name: None,
+                    uri: src,
+                },
+                dest: tasks::TransferItem {
+                    store_name: Some(name.clone()),
+                    uri: dest.into(),
+                },
+                opt: Some(tasks::TransferOption {
+                    is_dir: false,
+                    allow_link: false,
+                }),
+            })
+            .collect();
+        let task = tasks::Transfer {
+            stores: BTreeMap::from([(
+                name.clone(),
+                tasks::TransferStoreInfo {
+                    name: name.clone(),
+                    meta: Some(BTreeMap::from([(
+                        "path".to_string(),
+                        self.config.location.display().to_string(),
+                    )])),
+                },
+            )]),
+            routes,
+        };
+        processors.run(task).await?;
+        Ok(None)
+    }
+}
+
+/// What persisting a sector writes: its sealed file and the cache files PoSt
+/// needs, each with its object path in the store.
+pub fn persist_files(
+    sealed: &Path,
+    cache: &Path,
+    id: SectorID,
+    sector_size: u64,
+) -> Vec<(PathBuf, String)> {
+    let mut files = vec![(sealed.to_path_buf(), objects::sealed(id))];
+    for f in persisted_cache_files(sector_size) {
+        files.push((cache.join(f.to_string()), objects::cache_file(id, f)));
+    }
+    files
 }
 
 /// The attached stores that can be used. A plugin library that is refused,
@@ -37,16 +109,7 @@ impl Attached {
 pub fn open(cfg: &WorkerConfig) -> Result<Vec<Attached>> {
     let registry = match &cfg.plugins.dir {
         None => Registry::empty(),
-        Some(dir) => {
-            let (registry, refused) = Registry::load(dir).context("key plugins.dir")?;
-            for e in refused {
-                error!(error = %e, "objstore plugin refused");
-            }
-            for p in registry.plugins() {
-                info!(plugin = %p.kind(), file = %p.path().display(), "objstore plugin loaded");
-            }
-            registry
-        }
+        Some(dir) => Registry::load_logged(dir, "plugins.dir")?,
     };
     let mut out = Vec::new();
     for (i, a) in cfg.attached.iter().enumerate() {
@@ -95,21 +158,23 @@ pub fn put_files(store: &dyn Store, files: &[(PathBuf, String)]) -> Result<u64> 
             .metadata()
             .with_context(|| format!("stat {}", src.display()))?
             .len();
+        // A store that failed a put (down, throttled, a short write) may take
+        // it later: every put is retried by the sealing thread.
         let written = store.put(&path, &mut f).map_err(|e| {
-            anyhow!(
+            retryable(anyhow!(
                 "put {} to {} in store {}: {e}",
                 src.display(),
                 store.full_path(&path),
                 store.instance()
-            )
+            ))
         })?;
         if written != len {
-            return Err(anyhow!(
+            return Err(retryable(anyhow!(
                 "put {} to {} in store {}: {written} bytes written, the file has {len}",
                 src.display(),
                 store.full_path(&path),
                 store.instance()
-            ));
+            )));
         }
         total += written;
     }

@@ -1,15 +1,21 @@
 //! Processor benchmarks. Run: `cargo bench -p damocles-e2e --bench processors --profile dev`
 //! (the dev profile builds every dependency at opt-level 3; see docs/benchmarks.md).
 //!
-//! 1. Round trip of a trivial task through a child (the `sqr` example), v1 and
-//!    v2, one at a time and pipelined: requests per second, p50/p99 latency.
+//! 1. Round trip of a trivial task (`sqr`, squares a number) through a child
+//!    process, ours (the `sqr` example behind our `Producer`, v1 and v2) against
+//!    the anchor: the original damocles vc-processors 0.2.1, its own producer
+//!    and consumer, the same task (this binary re-runs itself as that child).
+//!    One at a time and 256 in flight, in interleaved rounds so that machine
+//!    noise hits both alike; prints requests per second, p50/p99 latency, and
+//!    the ratio of the one-at-a-time p50s, ours / original.
 //! 2. One 2KiB seal + window PoSt three ways in one run: direct
 //!    filecoin-proofs-api calls, builtin processors in-process, ext-processors.
 //!    Each way runs once unmeasured first so every process has its parameters
 //!    loaded. Ratios are against the direct calls.
 //!
-//! `BENCH_SKIP_SEAL=1` runs only part 1.
+//! `BENCH_SKIP_SEAL=1` runs only part 1; `ROUNDS` sets its rounds (default 3).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +25,8 @@ use fil_params::ParamSet;
 use serde::{Deserialize, Serialize};
 use vc_processors::producer::{Producer, ProducerConfig, ProtocolChoice};
 use vc_processors::Task;
+use vc_processors_orig::core::ext::{BoxedFinalizeHook, BoxedPrepareHook, ProducerBuilder};
+use vc_processors_orig::core::Processor as _;
 
 #[derive(Serialize, Deserialize)]
 #[serde(transparent)]
@@ -28,43 +36,103 @@ impl Task for Sqr {
     type Output = u64;
 }
 
+/// The same task for the original crate, whose traits want `Debug` and a
+/// `Copy + Default` processor.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+struct OrigSqr(u64);
+impl vc_processors_orig::core::Task for OrigSqr {
+    const STAGE: &'static str = "sqr";
+    type Output = u64;
+}
+
+#[derive(Clone, Copy, Default)]
+struct OrigSqrProc;
+impl vc_processors_orig::core::Processor<OrigSqr> for OrigSqrProc {
+    fn process(&self, OrigSqr(n): OrigSqr) -> anyhow::Result<u64> {
+        n.checked_mul(n)
+            .ok_or_else(|| anyhow::anyhow!("{n} squared overflows a u64"))
+    }
+}
+
+type OrigProducer = vc_processors_orig::core::ext::Producer<
+    OrigSqr,
+    BoxedPrepareHook<OrigSqr>,
+    BoxedFinalizeHook<OrigSqr>,
+>;
+
+/// The argument by which this binary runs as the original's `sqr` child.
+const ORIG_CHILD_ARG: &str = "--orig-sqr-child";
+
+const ONE_AT_A_TIME: usize = 5_000;
+const PIPELINED: usize = 50_000;
+const ORIG_PIPELINED: usize = 10_000;
+const IN_FLIGHT: usize = 256;
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-async fn round_trips(protocol: ProtocolChoice) {
+/// One measurement: throughput and latency percentiles.
+#[derive(Clone, Copy)]
+struct Stats {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+impl Stats {
+    fn new(mut lat: Vec<Duration>, total: Duration) -> Stats {
+        lat.sort();
+        Stats {
+            rps: lat.len() as f64 / total.as_secs_f64(),
+            p50: percentile(&lat, 0.5),
+            p99: percentile(&lat, 0.99),
+        }
+    }
+
+    fn print(&self, who: &str, mode: &str) {
+        println!(
+            "    {who:<12} {mode:<14} {:>9.0} req/s   p50 {:>9.1?}   p99 {:>9.1?}",
+            self.rps, self.p50, self.p99
+        );
+    }
+}
+
+async fn ours(protocol: ProtocolChoice) -> Producer {
     let bin = workspace_bin("example-sqr-processor", "sqr-processor");
     let mut cfg = ProducerConfig::new("sqr", bin, vec![]);
     cfg.protocol = protocol;
     let p = Producer::spawn(cfg).await.expect("spawn sqr-processor");
     for i in 0..1000u64 {
-        p.process(&Sqr(i)).await.unwrap();
-    }
-
-    let n = 5_000;
-    let mut lat = Vec::with_capacity(n);
-    let started = Instant::now();
-    for i in 0..n as u64 {
-        let t = Instant::now();
         assert_eq!(p.process(&Sqr(i)).await.unwrap(), i * i);
-        lat.push(t.elapsed());
     }
-    let total = started.elapsed();
-    lat.sort();
-    println!(
-        "  {:<8} one at a time : {:>8.0} req/s   p50 {:>9.1?}   p99 {:>9.1?}",
-        format!("{protocol:?}"),
-        n as f64 / total.as_secs_f64(),
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99)
-    );
+    p
+}
 
-    let n = 50_000;
-    let in_flight = 256;
-    let sem = Arc::new(tokio::sync::Semaphore::new(in_flight));
+/// Ours, one request at a time, from a task on the runtime (as the worker calls it).
+async fn ours_one_at_a_time(p: &Producer) -> Stats {
+    let p = p.clone();
+    tokio::spawn(async move {
+        let mut lat = Vec::with_capacity(ONE_AT_A_TIME);
+        let started = Instant::now();
+        for i in 0..ONE_AT_A_TIME as u64 {
+            let t = Instant::now();
+            assert_eq!(p.process(&Sqr(i)).await.unwrap(), i * i);
+            lat.push(t.elapsed());
+        }
+        Stats::new(lat, started.elapsed())
+    })
+    .await
+    .unwrap()
+}
+
+/// Ours, `IN_FLIGHT` requests in flight at all times.
+async fn ours_pipelined(p: &Producer) -> Stats {
+    let sem = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let started = Instant::now();
-    let mut handles = Vec::with_capacity(n);
-    for i in 0..n as u64 {
+    let mut handles = Vec::with_capacity(PIPELINED);
+    for i in 0..PIPELINED as u64 {
         let permit = sem.clone().acquire_owned().await.unwrap();
         let p = p.clone();
         handles.push(tokio::spawn(async move {
@@ -74,18 +142,137 @@ async fn round_trips(protocol: ProtocolChoice) {
             t.elapsed()
         }));
     }
-    let mut lat = Vec::with_capacity(n);
+    let mut lat = Vec::with_capacity(PIPELINED);
     for h in handles {
         lat.push(h.await.unwrap());
     }
-    let total = started.elapsed();
-    lat.sort();
+    Stats::new(lat, started.elapsed())
+}
+
+fn orig() -> Arc<OrigProducer> {
+    let exe = std::env::current_exe().expect("this bench's path");
+    let p = ProducerBuilder::<BoxedPrepareHook<OrigSqr>, BoxedFinalizeHook<OrigSqr>>::new(
+        exe,
+        vec![ORIG_CHILD_ARG.to_string()],
+    )
+    .stable_timeout(Duration::from_secs(5))
+    .spawn::<OrigSqr>()
+    .expect("spawn the original's child");
+    for i in 0..1000u64 {
+        assert_eq!(p.process(OrigSqr(i)).unwrap(), i * i);
+    }
+    Arc::new(p)
+}
+
+/// The original, one request at a time, from a thread (its producer blocks).
+async fn orig_one_at_a_time(p: &Arc<OrigProducer>) -> Stats {
+    let p = p.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut lat = Vec::with_capacity(ONE_AT_A_TIME);
+        let started = Instant::now();
+        for i in 0..ONE_AT_A_TIME as u64 {
+            let t = Instant::now();
+            assert_eq!(p.process(OrigSqr(i)).unwrap(), i * i);
+            lat.push(t.elapsed());
+        }
+        Stats::new(lat, started.elapsed())
+    })
+    .await
+    .unwrap()
+}
+
+/// The original, `IN_FLIGHT` threads each with one request in flight at all times.
+async fn orig_pipelined(p: &Arc<OrigProducer>) -> Stats {
+    let p = p.clone();
+    tokio::task::spawn_blocking(move || {
+        let next = AtomicU64::new(0);
+        let start = std::sync::Barrier::new(IN_FLIGHT + 1);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..IN_FLIGHT)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut lat = Vec::new();
+                        start.wait();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= ORIG_PIPELINED as u64 {
+                                return lat;
+                            }
+                            let t = Instant::now();
+                            assert_eq!(p.process(OrigSqr(i)).unwrap(), i * i);
+                            lat.push(t.elapsed());
+                        }
+                    })
+                })
+                .collect();
+            start.wait();
+            let started = Instant::now();
+            let lat: Vec<Duration> = workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect();
+            Stats::new(lat, started.elapsed())
+        })
+    })
+    .await
+    .unwrap()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+async fn round_trips() {
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let v1 = ours(ProtocolChoice::V1Only).await;
+    let v2 = ours(ProtocolChoice::Negotiate).await;
+    let orig = orig();
     println!(
-        "  {:<8} {in_flight} in flight: {:>8.0} req/s   p50 {:>9.1?}   p99 {:>9.1?}",
-        format!("{protocol:?}"),
-        n as f64 / total.as_secs_f64(),
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99)
+        "round trip of a trivial task (sqr) through a child process: ours against the \
+         original vc-processors 0.2.1, {rounds} interleaved rounds"
+    );
+    let (mut r1, mut r2, mut pipe1, mut pipe2) = (vec![], vec![], vec![], vec![]);
+    for round in 1..=rounds {
+        println!("  round {round}");
+        let a = ours_one_at_a_time(&v1).await;
+        let b = ours_one_at_a_time(&v2).await;
+        let o = orig_one_at_a_time(&orig).await;
+        a.print("ours v1", "one at a time");
+        b.print("ours v2", "one at a time");
+        o.print("original", "one at a time");
+        let pa = ours_pipelined(&v1).await;
+        let pb = ours_pipelined(&v2).await;
+        let po = orig_pipelined(&orig).await;
+        let in_flight = format!("{IN_FLIGHT} in flight");
+        pa.print("ours v1", &in_flight);
+        pb.print("ours v2", &in_flight);
+        po.print("original", &in_flight);
+        let ratio = |x: Stats| x.p50.as_secs_f64() / o.p50.as_secs_f64();
+        let speed = |x: Stats| x.rps / po.rps;
+        println!(
+            "    one at a time, p50 ours/original: v1 {:.2}, v2 {:.2}; \
+             {IN_FLIGHT} in flight, req/s ours/original: v1 {:.1}, v2 {:.1}",
+            ratio(a),
+            ratio(b),
+            speed(pa),
+            speed(pb)
+        );
+        r1.push(ratio(a));
+        r2.push(ratio(b));
+        pipe1.push(speed(pa));
+        pipe2.push(speed(pb));
+    }
+    println!(
+        "  median of {rounds} rounds: one at a time, p50 ours/original: v1 {:.2}, v2 {:.2}; \
+         {IN_FLIGHT} in flight, req/s ours/original: v1 {:.1}, v2 {:.1}",
+        median(r1),
+        median(r2),
+        median(pipe1),
+        median(pipe2)
     );
 }
 
@@ -96,11 +283,22 @@ async fn seal(mode: &Mode, label: &str, base: &std::path::Path, sector: u64) -> 
         .unwrap_or_else(|e| panic!("{label}: {e:#}"))
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    println!("round trip of a trivial task (sqr) through a child process");
-    round_trips(ProtocolChoice::V1Only).await;
-    round_trips(ProtocolChoice::Negotiate).await;
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some(ORIG_CHILD_ARG) {
+        // The anchor's child: the original consumer, thread per request.
+        if let Err(e) = vc_processors_orig::core::ext::run_consumer::<OrigSqr, OrigSqrProc>() {
+            eprintln!("original sqr child: {e:#}");
+        }
+        return;
+    }
+    // A multi-thread runtime, as the worker daemon runs.
+    tokio::runtime::Runtime::new()
+        .expect("tokio runtime")
+        .block_on(bench());
+}
+
+async fn bench() {
+    round_trips().await;
 
     if std::env::var_os("BENCH_SKIP_SEAL").is_some() {
         return;

@@ -107,9 +107,9 @@ async fn two_sectors_are_persisted_into_s3_through_one_plugin_file_for_both_daem
     let cache = store
         .list(Some(&ObjectPath::new("cache/s-t01000-2").unwrap()))
         .unwrap();
-    let mut expected: Vec<String> = vc_processors::builtin::persisted_cache_files(2048)
+    let mut expected: Vec<String> = vc_processors::sector::persisted_cache_files(2048)
         .iter()
-        .map(|f| format!("cache/s-t01000-2/{}", f.display()))
+        .map(|f| format!("cache/s-t01000-2/{f}"))
         .collect();
     expected.sort();
     assert_eq!(cache, expected);

@@ -1,6 +1,8 @@
 //! A worker facing a manager that is down, a persist store it cannot write
-//! (a missing mount) or one the manager has read-only: the trouble shows in the log and in `worker list`'s last_error,
-//! the worker retries where retrying helps, and the sector is kept. No C2.
+//! (a missing mount) or one the manager has read-only, or a processor that
+//! fails: the trouble shows in the log and in `worker list`'s last_error,
+//! the worker retries where retrying helps (and only there: a processor's
+//! `permanent` error pauses the thread at once), and the sector is kept. No C2.
 
 use std::time::{Duration, Instant};
 
@@ -202,4 +204,62 @@ async fn a_read_only_persist_store_pauses_the_thread_until_it_is_writable() {
     .await;
     kill_group(&mut worker);
     assert_eq!(s.persisted.as_deref(), Some("store-1"));
+}
+
+/// A pc1 ext-processor that always fails, graded `mode`: the thread pauses
+/// at TicketAssigned. Returns the paused thread and how many times pc1 ran.
+async fn pc1_failing_as(mode: &[&str]) -> (Value, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("manager");
+    init_home(&home, |c| c.to_string());
+    let m = ManagerProcess::start(&home);
+    let count = dir.path().join("pc1-attempts");
+    let args: Vec<String> = mode.iter().map(|a| format!("{a:?}")).collect();
+    let setup = Setup {
+        processors: format!(
+            "[[processors.pc1]]\nbin = \"{}\"\nargs = [{}]\nenvs = {{ TEST_DOUBLE_COUNT = \"{}\" }}\n",
+            env!("CARGO_BIN_EXE_test-double-processor"),
+            args.join(", "),
+            count.display()
+        ),
+        ..Setup::default()
+    };
+    let cfg = write_config_with(dir.path(), &m, &m.token("write"), &setup);
+    let log = dir.path().join("worker.log");
+    let mut worker = spawn(&cfg, &log);
+    let t = wait_thread(&cfg, &log, "the thread paused", |t| {
+        t["thread_state"]["state"] == "Paused"
+    });
+    kill_group(&mut worker);
+    assert_eq!(t["job_state"], "TicketAssigned", "{t}");
+    let attempts = std::fs::read_to_string(&count)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    (t, attempts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processors_error_grade_decides_whether_the_thread_retries() {
+    // permanent: one attempt, then the thread waits for a person; last_error
+    // names the stage, the processor entry and the child's message.
+    let (t, attempts) = pc1_failing_as(&["failing-pc1", "permanent"]).await;
+    assert_eq!(attempts, 1, "a permanent error is not retried: {t}");
+    let err = last_error(&t);
+    for part in ["pc1", "processors.pc1[0]", "this pc1 always fails (permanent)"] {
+        assert!(err.contains(part), "last_error names {part:?}: {err}");
+    }
+
+    // retryable: retried max_retries (3) times after the first attempt.
+    let (t, attempts) = pc1_failing_as(&["failing-pc1", "retryable"]).await;
+    assert_eq!(attempts, 4, "{t}");
+    assert!(
+        last_error(&t).contains("after 4 tries") && last_error(&t).contains("(retryable)"),
+        "{t}"
+    );
+
+    // A v1 child sends no grade: retried, as damocles does.
+    let (t, attempts) = pc1_failing_as(&["v1-failing-pc1"]).await;
+    assert_eq!(attempts, 4, "{t}");
+    assert!(last_error(&t).contains("this v1 pc1 always fails"), "{t}");
 }

@@ -48,12 +48,14 @@ pub fn resource(error: impl Into<anyhow::Error>) -> anyhow::Error {
 }
 
 /// The class of an error: an explicit tag anywhere in its chain wins; a full disk
-/// or exhausted memory is `resource`; anything else is `permanent`, since a
-/// processor given the same input will fail the same way.
+/// or exhausted memory is `resource`; any other I/O error is `retryable` (a
+/// mount that came back, a file being written); anything else is `permanent`,
+/// since a processor given the same input will fail the same way.
 pub fn classify(err: &anyhow::Error) -> ErrorKind {
     if let Some(c) = err.downcast_ref::<Classified>() {
         return c.kind;
     }
+    let mut io_error = false;
     for cause in err.chain() {
         if let Some(c) = cause.downcast_ref::<Classified>() {
             return c.kind;
@@ -62,9 +64,14 @@ pub fn classify(err: &anyhow::Error) -> ErrorKind {
             if is_resource_exhaustion(io) {
                 return ErrorKind::Resource;
             }
+            io_error = true;
         }
     }
-    ErrorKind::Permanent
+    if io_error {
+        ErrorKind::Retryable
+    } else {
+        ErrorKind::Permanent
+    }
 }
 
 fn is_resource_exhaustion(e: &std::io::Error) -> bool {
@@ -104,5 +111,13 @@ mod tests {
             classify(&anyhow::anyhow!("bad input")),
             ErrorKind::Permanent
         );
+    }
+
+    #[test]
+    fn other_io_is_retryable_unless_tagged() {
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = anyhow::Error::new(io()).context("open sealed file");
+        assert_eq!(classify(&e), ErrorKind::Retryable);
+        assert_eq!(classify(&permanent(io())), ErrorKind::Permanent);
     }
 }

@@ -22,5 +22,9 @@ pub mod tasks;
 #[cfg(feature = "builtin")]
 pub mod builtin;
 
+/// The sector layout (names, store paths, cache files, stage names), shared
+/// with the daemons.
+pub use damocles_sector as sector;
+
 pub use consumer::{run_consumer, Ctx, Processor};
 pub use task::Task;

@@ -21,40 +21,10 @@ pub use filecoin_proofs_api::{
 
 use crate::task::Task;
 
-/// Stage names.
-pub mod stage {
-    pub const ADD_PIECES: &str = "add_pieces";
-    pub const TREE_D: &str = "tree_d";
-    pub const PC1: &str = "pc1";
-    pub const PC2: &str = "pc2";
-    /// Always in-process (see `builtin::seal_commit_phase1`); no task type.
-    pub const C1: &str = "c1";
-    pub const C2: &str = "c2";
-    pub const SNAP_ENCODE: &str = "snap_encode";
-    pub const SNAP_PROVE: &str = "snap_prove";
-    pub const TRANSFER: &str = "transfer";
-    pub const WINDOW_POST: &str = "window_post";
-    pub const WINNING_POST: &str = "winning_post";
-    pub const UNSEAL: &str = "unseal";
+/// Stage names: one definition, shared with the daemons.
+pub use damocles_sector::Stage;
 
-    /// Every stage that an ext-processor can serve.
-    pub const EXTERNAL: [&str; 11] = [
-        ADD_PIECES,
-        TREE_D,
-        PC1,
-        PC2,
-        C2,
-        SNAP_ENCODE,
-        SNAP_PROVE,
-        TRANSFER,
-        WINDOW_POST,
-        WINNING_POST,
-        UNSEAL,
-    ];
-}
-
-/// Identifier of a miner actor (`f0<id>`).
-pub type ActorID = u64;
+pub use damocles_sector::{prover_id, ActorID};
 
 /// Bytes that travel as a standard base64 string (PoSt proofs).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -116,7 +86,7 @@ pub struct AddPieces {
 }
 
 impl Task for AddPieces {
-    const STAGE: &'static str = stage::ADD_PIECES;
+    const STAGE: &'static str = Stage::AddPieces.as_str();
     type Output = Vec<PieceInfo>;
 }
 
@@ -129,7 +99,7 @@ pub struct TreeD {
 }
 
 impl Task for TreeD {
-    const STAGE: &'static str = stage::TREE_D;
+    const STAGE: &'static str = Stage::TreeD.as_str();
     type Output = bool;
 }
 
@@ -147,7 +117,7 @@ pub struct PC1 {
 }
 
 impl Task for PC1 {
-    const STAGE: &'static str = stage::PC1;
+    const STAGE: &'static str = Stage::Pc1.as_str();
     type Output = SealPreCommitPhase1Output;
 }
 
@@ -160,7 +130,7 @@ pub struct PC2 {
 }
 
 impl Task for PC2 {
-    const STAGE: &'static str = stage::PC2;
+    const STAGE: &'static str = Stage::Pc2.as_str();
     type Output = SealPreCommitPhase2Output;
 }
 
@@ -174,7 +144,7 @@ pub struct C2 {
 }
 
 impl Task for C2 {
-    const STAGE: &'static str = stage::C2;
+    const STAGE: &'static str = Stage::C2.as_str();
     type Output = SealCommitPhase2Output;
 }
 
@@ -198,7 +168,7 @@ pub struct SnapEncodeOutput {
 }
 
 impl Task for SnapEncode {
-    const STAGE: &'static str = stage::SNAP_ENCODE;
+    const STAGE: &'static str = Stage::SnapEncode.as_str();
     type Output = SnapEncodeOutput;
 }
 
@@ -217,7 +187,7 @@ pub struct SnapProve {
 pub type SnapProveOutput = Vec<u8>;
 
 impl Task for SnapProve {
-    const STAGE: &'static str = stage::SNAP_PROVE;
+    const STAGE: &'static str = Stage::SnapProve.as_str();
     type Output = SnapProveOutput;
 }
 
@@ -256,7 +226,7 @@ pub struct Transfer {
 }
 
 impl Task for Transfer {
-    const STAGE: &'static str = stage::TRANSFER;
+    const STAGE: &'static str = Stage::Transfer.as_str();
     type Output = bool;
 }
 
@@ -287,7 +257,7 @@ pub struct WindowPoStOutput {
 }
 
 impl Task for WindowPoSt {
-    const STAGE: &'static str = stage::WINDOW_POST;
+    const STAGE: &'static str = Stage::WindowPost.as_str();
     type Output = WindowPoStOutput;
 }
 
@@ -306,7 +276,7 @@ pub struct WinningPoStOutput {
 }
 
 impl Task for WinningPoSt {
-    const STAGE: &'static str = stage::WINNING_POST;
+    const STAGE: &'static str = Stage::WinningPost.as_str();
     type Output = WinningPoStOutput;
 }
 
@@ -326,39 +296,13 @@ pub struct Unseal {
 }
 
 impl Task for Unseal {
-    const STAGE: &'static str = stage::UNSEAL;
+    const STAGE: &'static str = Stage::Unseal.as_str();
     type Output = UnpaddedBytesAmount;
-}
-
-/// The prover id of miner `f0<miner_id>`: the id address payload (LEB128 of the
-/// id), zero-padded to 32 bytes.
-pub fn prover_id(miner_id: ActorID) -> ProverId {
-    let mut id = [0u8; 32];
-    let mut n = miner_id;
-    let mut i = 0;
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            id[i] = byte;
-            break;
-        }
-        id[i] = byte | 0x80;
-        i += 1;
-    }
-    id
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prover_ids_are_leb128() {
-        assert_eq!(prover_id(1000)[..3], [0xe8, 0x07, 0]);
-        assert_eq!(prover_id(0)[..2], [0, 0]);
-        assert_eq!(prover_id(127)[..2], [0x7f, 0]);
-    }
 
     #[test]
     fn post_proofs_are_base64() {

@@ -11,6 +11,9 @@ pub const ERR_SECTOR_STATE_NOT_FOUND: i32 = 11001;
 /// landed); the worker retries the call later.
 pub const ERR_NOT_READY: i32 = 11002;
 
+/// JSON-RPC error code: the caller's token does not permit this call.
+pub const ERR_PERMISSION_DENIED: i32 = 11003;
+
 macro_rules! numbered {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $n:expr),+ $(,)? }) => {
         $(#[$doc])*

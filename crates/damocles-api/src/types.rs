@@ -7,17 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::codes::{OnChainState, SealProof, SubmitResult};
 use crate::encoding::{Base64Bytes, Bytes32};
 
-pub type ActorID = u64;
-pub type SectorNumber = u64;
-pub type ChainEpoch = i64;
+pub use damocles_sector::{ActorID, SectorID, SectorNumber};
 
-/// `{"Miner": 1000, "Number": 42}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct SectorID {
-    pub miner: ActorID,
-    pub number: SectorNumber,
-}
+pub type ChainEpoch = i64;
 
 /// What a sealing thread may take (AllocateSector's parameter). Empty or null
 /// lists mean "any".

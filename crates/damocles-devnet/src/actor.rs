@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::chain::{
+use damocles_chain::{
     exit_code, DeadlineInfo, Epoch, MinerInfo, PreCommitOnChain, PreCommitParams, SectorNumber,
     SectorOnChain,
 };

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::actor::MinerState;
-use crate::chain::*;
+use damocles_chain::*;
 use crate::policy::Policy;
-use crate::randomness::{self, Domain};
+use crate::randomness;
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("devnet_meta");
 const MESSAGES: TableDefinition<u64, &str> = TableDefinition::new("devnet_messages");
@@ -374,7 +374,7 @@ impl Devnet {
                             pre.params.seal_proof,
                             pre.params.comm_r,
                             pre.params.comm_d,
-                            vc_processors::tasks::prover_id(*miner),
+                            damocles_sector::prover_id(*miner),
                             SectorId::from(*sector_number),
                             ticket,
                             seed,

@@ -1,9 +1,9 @@
 //! The chain as the manager sees it, and the embedded devnet that stands in
 //! for a real network on one machine.
 //!
-//! - [`Chain`] is the seam: head, randomness, messages, the miner actor's view
-//!   of sectors. The manager only talks to this trait; a Lotus/Venus node
-//!   adapter can implement it later.
+//! - [`Chain`] (from `damocles-chain`, re-exported here) is the seam: head,
+//!   randomness, messages, the miner actor's view of sectors. The manager only
+//!   talks to that trait; a Lotus/Venus node adapter can implement it later.
 //! - [`Devnet`] implements it locally: epochs follow the wall clock at a
 //!   configured block time, randomness is a hash of (domain, epoch, entropy),
 //!   messages execute one epoch after they are pushed, and the miner actor
@@ -12,11 +12,10 @@
 //!   lives in redb tables of the manager's database: it survives kill -9.
 
 pub mod actor;
-pub mod chain;
 pub mod devnet;
 pub mod policy;
 pub mod randomness;
 
-pub use chain::*;
+pub use damocles_chain::*;
 pub use devnet::{Devnet, DevnetMiner};
 pub use policy::Policy;

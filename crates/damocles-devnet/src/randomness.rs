@@ -4,16 +4,7 @@
 //! randomness, epoch, entropy hashed with blake2b-256); the base randomness of
 //! an epoch is a hash of the network seed and the epoch instead of a beacon.
 
-use crate::chain::Epoch;
-
-/// Filecoin's domain separation tags, by their numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Domain {
-    WinningPoStChallengeSeed = 3,
-    WindowedPoStChallengeSeed = 4,
-    SealRandomness = 5,
-    InteractiveSealChallengeSeed = 6,
-}
+use damocles_chain::{Domain, Epoch};
 
 pub fn draw(network_seed: &[u8], domain: Domain, epoch: Epoch, entropy: &[u8]) -> [u8; 32] {
     let base = blake2b_simd::Params::new()

@@ -21,6 +21,9 @@
 use std::ffi::c_void;
 use std::os::raw::c_char;
 
+use crate::{Error, ErrorKind};
+
+/// The ABI version this build speaks; a table of another version is refused.
 pub const ABI_VERSION: u32 = 1;
 
 /// The exported function: `const damocles_objstore_table *damocles_objstore_plugin(void)`.
@@ -28,15 +31,25 @@ pub const ENTRY_SYMBOL: &str = "damocles_objstore_plugin";
 
 /// Result codes. 0 is success; each error maps to a [`crate::Error`] kind.
 pub mod code {
+    /// Success.
     pub const OK: i32 = 0;
+    /// [`crate::ErrorKind::NotFound`].
     pub const NOT_FOUND: i32 = 1;
+    /// [`crate::ErrorKind::InvalidPath`].
     pub const INVALID_PATH: i32 = 2;
+    /// [`crate::ErrorKind::ReadOnly`].
     pub const READ_ONLY: i32 = 3;
+    /// [`crate::ErrorKind::NotRegularFile`].
     pub const NOT_REGULAR_FILE: i32 = 4;
+    /// [`crate::ErrorKind::InvalidRange`].
     pub const INVALID_RANGE: i32 = 5;
+    /// [`crate::ErrorKind::Io`].
     pub const IO: i32 = 6;
+    /// [`crate::ErrorKind::Config`].
     pub const CONFIG: i32 = 7;
+    /// [`crate::ErrorKind::Panic`].
     pub const PANIC: i32 = 8;
+    /// [`crate::ErrorKind::Other`].
     pub const OTHER: i32 = 9;
 }
 
@@ -44,13 +57,16 @@ pub mod code {
 #[repr(C)]
 #[derive(Debug)]
 pub struct Buf {
+    /// The first byte; null for no bytes.
     pub ptr: *mut u8,
+    /// How many bytes `ptr` holds.
     pub len: usize,
     /// For the plugin's allocator; the host never reads it.
     pub cap: usize,
 }
 
 impl Buf {
+    /// No bytes: what the host passes for the plugin to fill.
     pub const EMPTY: Buf = Buf {
         ptr: std::ptr::null_mut(),
         len: 0,
@@ -62,8 +78,11 @@ impl Buf {
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RawInfo {
+    /// The store's size, in bytes.
     pub total: u64,
+    /// Bytes that can still be written.
     pub free: u64,
+    /// Bytes taken.
     pub used: u64,
 }
 
@@ -75,9 +94,12 @@ pub type ReadFn =
 /// Passed as `len` to `get` to read to the end.
 pub const TO_END: u64 = u64::MAX;
 
+/// What a plugin exports: its version, its size, and its functions.
 #[repr(C)]
 pub struct PluginTable {
+    /// [`ABI_VERSION`] of the plugin's build; never moves.
     pub abi_version: u32,
+    /// `sizeof` the table in the plugin's build; never moves.
     pub struct_size: u32,
     /// NUL-terminated kind of store, static: `"fs"`, `"s3"`.
     pub kind: *const c_char,
@@ -89,8 +111,11 @@ pub struct PluginTable {
         store: *mut *mut c_void,
         err: *mut Buf,
     ) -> i32,
+    /// Releases a store made by `open`; the host calls it once.
     pub close: unsafe extern "C" fn(store: *mut c_void),
+    /// Fills `out` with the store's capacity.
     pub info: unsafe extern "C" fn(store: *mut c_void, out: *mut RawInfo, err: *mut Buf) -> i32,
+    /// Sets `*size` to the object's size in bytes.
     pub stat: unsafe extern "C" fn(
         store: *mut c_void,
         path: *const u8,
@@ -116,6 +141,7 @@ pub struct PluginTable {
         n: *mut usize,
         err: *mut Buf,
     ) -> i32,
+    /// Releases a reader made by `get`; the host calls it once.
     pub reader_close: unsafe extern "C" fn(reader: *mut c_void),
     /// Writes the object from `src`: whole, or not at all.
     pub put: unsafe extern "C" fn(
@@ -127,6 +153,7 @@ pub struct PluginTable {
         written: *mut u64,
         err: *mut Buf,
     ) -> i32,
+    /// Deletes the object.
     pub del: unsafe extern "C" fn(
         store: *mut c_void,
         path: *const u8,
@@ -142,6 +169,7 @@ pub struct PluginTable {
         out: *mut Buf,
         err: *mut Buf,
     ) -> i32,
+    /// Fills `out` with the store's own locator of the object.
     pub full_path: unsafe extern "C" fn(
         store: *mut c_void,
         path: *const u8,
@@ -149,39 +177,73 @@ pub struct PluginTable {
         out: *mut Buf,
         err: *mut Buf,
     ) -> i32,
+    /// Takes back a buffer the plugin filled.
     pub free_buf: unsafe extern "C" fn(buf: Buf),
 }
 
 // SAFETY: the table is immutable static data; `kind` points at a static string.
 unsafe impl Sync for PluginTable {}
 
-/// The code of an error kind, and back.
-pub fn code_of(e: &crate::Error) -> i32 {
-    use crate::Error::*;
-    match e {
-        NotFound(_) => code::NOT_FOUND,
-        InvalidPath(_) => code::INVALID_PATH,
-        ReadOnly(_) => code::READ_ONLY,
-        NotRegularFile(_) => code::NOT_REGULAR_FILE,
-        InvalidRange(_) => code::INVALID_RANGE,
-        Io(_) => code::IO,
-        Config(_) => code::CONFIG,
-        Panic(_) => code::PANIC,
-        Other(_) => code::OTHER,
+/// Every error kind with its code: the one table both directions read.
+const KIND_CODES: [(ErrorKind, i32); 9] = [
+    (ErrorKind::NotFound, code::NOT_FOUND),
+    (ErrorKind::InvalidPath, code::INVALID_PATH),
+    (ErrorKind::ReadOnly, code::READ_ONLY),
+    (ErrorKind::NotRegularFile, code::NOT_REGULAR_FILE),
+    (ErrorKind::InvalidRange, code::INVALID_RANGE),
+    (ErrorKind::Io, code::IO),
+    (ErrorKind::Config, code::CONFIG),
+    (ErrorKind::Panic, code::PANIC),
+    (ErrorKind::Other, code::OTHER),
+];
+
+impl ErrorKind {
+    /// This kind's code on the ABI.
+    pub fn code(self) -> i32 {
+        KIND_CODES
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map_or(code::OTHER, |(_, c)| *c)
+    }
+
+    /// The kind of an ABI error code; `None` for [`code::OK`] and for codes
+    /// this build does not know.
+    pub fn from_code(code: i32) -> Option<ErrorKind> {
+        KIND_CODES.iter().find(|(_, c)| *c == code).map(|(k, _)| *k)
     }
 }
 
-pub fn error_of(code: i32, msg: String) -> crate::Error {
-    use crate::Error::*;
-    match code {
-        code::NOT_FOUND => NotFound(msg),
-        code::INVALID_PATH => InvalidPath(msg),
-        code::READ_ONLY => ReadOnly(msg),
-        code::NOT_REGULAR_FILE => NotRegularFile(msg),
-        code::INVALID_RANGE => InvalidRange(msg),
-        code::IO => Io(msg),
-        code::CONFIG => Config(msg),
-        code::PANIC => Panic(msg),
-        other => Other(format!("error code {other}: {msg}")),
+/// The code an error crosses the ABI with.
+pub fn code_of(e: &Error) -> i32 {
+    e.kind().code()
+}
+
+/// The error a plugin reported with `code` and `msg`. A code this build does
+/// not know (a newer plugin's) is [`ErrorKind::Other`], the code kept in the
+/// message.
+pub fn error_of(code: i32, msg: String) -> Error {
+    match ErrorKind::from_code(code) {
+        Some(kind) => Error::new(kind, msg),
+        None => Error::new(ErrorKind::Other, format!("error code {code}: {msg}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_has_its_own_code_and_back() {
+        for (i, (kind, c)) in KIND_CODES.iter().enumerate() {
+            assert_eq!(*c, i as i32 + 1, "codes are 1..=9 in order");
+            assert_eq!(kind.code(), *c);
+            assert_eq!(ErrorKind::from_code(*c), Some(*kind));
+            let e = error_of(*c, "m".into());
+            assert_eq!((e.kind(), e.message(), code_of(&e)), (*kind, "m", *c));
+        }
+        assert_eq!(ErrorKind::from_code(code::OK), None);
+        let e = error_of(42, "newer".into());
+        assert_eq!(e.kind(), ErrorKind::Other);
+        assert_eq!(e.message(), "error code 42: newer");
     }
 }

@@ -11,8 +11,9 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{check_range, Config, Error, Info, ObjectPath, Result, Store};
+use crate::{check_range, Config, Error, ErrorKind, Info, ObjectPath, Result, Store};
 
+/// A directory served as a store (`kind` "fs").
 pub struct FsStore {
     cfg: Config,
     root: PathBuf,
@@ -22,15 +23,15 @@ impl FsStore {
     /// Opens the directory `cfg.path` (made absolute; it must exist).
     pub fn open(mut cfg: Config) -> Result<FsStore> {
         if cfg.path.is_empty() {
-            return Err(Error::Config("Path is empty".into()));
+            return Err(Error::new(ErrorKind::Config, "Path is empty"));
         }
         let root = fs::canonicalize(&cfg.path)
-            .map_err(|e| Error::Config(format!("Path {:?}: {e}", cfg.path)))?;
+            .map_err(|e| Error::new(ErrorKind::Config, format!("Path {:?}: {e}", cfg.path)))?;
         if !root.is_dir() {
-            return Err(Error::Config(format!(
-                "Path {:?} is not a directory",
-                cfg.path
-            )));
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("Path {:?} is not a directory", cfg.path),
+            ));
         }
         if cfg.name.is_empty() {
             cfg.name = root.display().to_string();
@@ -38,6 +39,7 @@ impl FsStore {
         Ok(FsStore { cfg, root })
     }
 
+    /// The store's directory, absolute.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -56,16 +58,19 @@ impl FsStore {
                 at.push(seg);
                 let m = fs::symlink_metadata(&at).map_err(|e| Error::io(path, e))?;
                 if m.file_type().is_symlink() {
-                    return Err(Error::NotRegularFile(format!(
-                        "{path}: {} is a symlink (the store is Strict)",
-                        at.display()
-                    )));
+                    return Err(Error::new(
+                        ErrorKind::NotRegularFile,
+                        format!(
+                            "{path}: {} is a symlink (the store is Strict)",
+                            at.display()
+                        ),
+                    ));
                 }
             }
         }
         let m = fs::metadata(&p).map_err(|e| Error::io(path, e))?;
         if !m.is_file() {
-            return Err(Error::NotRegularFile(path.to_string()));
+            return Err(Error::new(ErrorKind::NotRegularFile, path.to_string()));
         }
         Ok(p)
     }
@@ -74,20 +79,23 @@ impl FsStore {
     /// the root (a symlinked directory must not lead elsewhere).
     fn writable(&self, path: &ObjectPath) -> Result<PathBuf> {
         if self.cfg.read_only {
-            return Err(Error::ReadOnly(self.cfg.name.clone()));
+            return Err(Error::new(ErrorKind::ReadOnly, self.cfg.name.clone()));
         }
         let p = self.local(path);
         let parent = p.parent().expect("below the root");
         fs::create_dir_all(parent).map_err(|e| Error::io(path, e))?;
         let real = fs::canonicalize(parent).map_err(|e| Error::io(path, e))?;
         if !real.starts_with(&self.root) {
-            return Err(Error::InvalidPath(format!(
-                "{path}: leads to {} outside the store",
-                real.display()
-            )));
+            return Err(Error::new(
+                ErrorKind::InvalidPath,
+                format!("{path}: leads to {} outside the store", real.display()),
+            ));
         }
         if fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(Error::InvalidPath(format!("{path}: is a symlink")));
+            return Err(Error::new(
+                ErrorKind::InvalidPath,
+                format!("{path}: is a symlink"),
+            ));
         }
         Ok(p)
     }
@@ -247,7 +255,7 @@ mod tests {
         assert_eq!(got, vec![10, 11, 12, 13, 14]);
         assert!(matches!(
             s.get(&p("cache/a/p_aux"), 250, Some(7)),
-            Err(Error::InvalidRange(_))
+            Err(e) if e.kind() == ErrorKind::InvalidRange
         ));
         assert_eq!(
             s.list(None).unwrap(),
@@ -258,7 +266,7 @@ mod tests {
             vec!["sealed/a".to_string()]
         );
         s.del(&p("sealed/a")).unwrap();
-        assert!(matches!(s.stat(&p("sealed/a")), Err(Error::NotFound(_))));
+        assert!(matches!(s.stat(&p("sealed/a")), Err(e) if e.kind() == ErrorKind::NotFound));
         assert!(s.info().unwrap().total > 0);
     }
 
@@ -272,7 +280,7 @@ mod tests {
         let ro = store(dir.path(), false, true);
         assert!(matches!(
             ro.put(&p("a"), &mut &b"x"[..]),
-            Err(Error::ReadOnly(_))
+            Err(e) if e.kind() == ErrorKind::ReadOnly
         ));
         let loose = store(dir.path(), false, false);
         assert_eq!(
@@ -283,7 +291,7 @@ mod tests {
         assert!(
             matches!(
                 loose.put(&p("link/new"), &mut &b"x"[..]),
-                Err(Error::InvalidPath(_))
+                Err(e) if e.kind() == ErrorKind::InvalidPath
             ),
             "never written outside"
         );
@@ -291,7 +299,7 @@ mod tests {
         let strict = store(dir.path(), true, false);
         assert!(matches!(
             strict.stat(&p("link/secret")),
-            Err(Error::NotRegularFile(_))
+            Err(e) if e.kind() == ErrorKind::NotRegularFile
         ));
     }
 
@@ -311,7 +319,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path(), false, false);
         assert!(s.put(&p("sealed/x"), &mut Broken(3)).is_err());
-        assert!(matches!(s.stat(&p("sealed/x")), Err(Error::NotFound(_))));
+        assert!(matches!(s.stat(&p("sealed/x")), Err(e) if e.kind() == ErrorKind::NotFound));
         assert!(s.list(None).unwrap().is_empty());
         assert_eq!(
             std::fs::read_dir(dir.path().join("sealed"))

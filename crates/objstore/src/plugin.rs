@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::abi::{self, code, Buf, PluginTable, RawInfo};
-use crate::{Config, Error, Info, ObjectPath, Result, Store};
+use crate::{Config, Error, ErrorKind, Info, ObjectPath, Result, Store};
 
 /// Bytes a plugin reader is asked for per call.
 const READ_BUF: usize = 1 << 20;
@@ -21,29 +21,54 @@ const READ_BUF: usize = 1 << 20;
 /// Why a library was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The dynamic loader refused the file.
     #[error("plugin {path}: cannot be loaded: {reason}")]
-    Open { path: PathBuf, reason: String },
-    #[error("plugin {path}: not a store plugin: it does not export `{symbol}` ({reason})")]
-    NoEntry {
+    Open {
+        /// The library file.
         path: PathBuf,
-        symbol: &'static str,
+        /// The loader's message.
         reason: String,
     },
+    /// The library does not export the entry function.
+    #[error("plugin {path}: not a store plugin: it does not export `{symbol}` ({reason})")]
+    NoEntry {
+        /// The library file.
+        path: PathBuf,
+        /// The symbol looked for, [`abi::ENTRY_SYMBOL`].
+        symbol: &'static str,
+        /// The loader's message.
+        reason: String,
+    },
+    /// The table is of another ABI version.
     #[error("plugin {path}: speaks store plugin ABI version {found}; this build speaks version {expected}")]
     Version {
+        /// The library file.
         path: PathBuf,
+        /// The plugin's version.
         found: u32,
+        /// This build's, [`abi::ABI_VERSION`].
         expected: u32,
     },
+    /// The table is shorter than its version's.
     #[error("plugin {path}: its ABI table is {found} bytes, version {version} needs {expected}")]
     Size {
+        /// The library file.
         path: PathBuf,
+        /// The size the plugin declares.
         found: u32,
+        /// The size of this build's table.
         expected: u32,
+        /// The ABI version, the same on both sides.
         version: u32,
     },
+    /// Anything else: no table, a kind already served.
     #[error("plugin {path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
+    Invalid {
+        /// The library file.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 struct Loaded {
@@ -155,37 +180,51 @@ impl Plugin {
         Ok((ok, refused))
     }
 
+    /// The kind of store the plugin serves, as its table says.
     pub fn kind(&self) -> &str {
         &self.0.kind
     }
 
+    /// The library file it was loaded from.
     pub fn path(&self) -> &Path {
         &self.0.path
     }
 
     /// Opens a store through the plugin's constructor.
     pub fn open(&self, cfg: Config) -> Result<ExternalStore> {
-        let json = serde_json::to_vec(&cfg).expect("a config serializes");
+        let json = serde_json::to_vec(&cfg).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("store {}: config to JSON: {e}", cfg.instance_name()),
+            )
+        })?;
         let mut handle: *mut c_void = std::ptr::null_mut();
         let t = self.0.table;
+        // SAFETY: `t` is this loaded library's checked table; the config bytes
+        // and `handle` outlive the call, as the ABI asks of inputs and outputs.
         let rc = call(&self.0, |err| unsafe {
             (t.open)(json.as_ptr(), json.len(), &mut handle, err)
         });
-        let rc = rc.map_err(|e| {
-            Error::Config(format!(
-                "plugin {} could not open store {}: {}",
-                self.0.path.display(),
-                cfg.instance_name(),
-                e.message()
-            ))
-        });
-        rc?;
+        rc.map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "plugin {} could not open store {}: {}",
+                    self.0.path.display(),
+                    cfg.instance_name(),
+                    e.message()
+                ),
+            )
+        })?;
         if handle.is_null() {
-            return Err(Error::Other(format!(
-                "plugin {} returned no store for {}",
-                self.0.path.display(),
-                cfg.instance_name()
-            )));
+            return Err(Error::new(
+                ErrorKind::Other,
+                format!(
+                    "plugin {} returned no store for {}",
+                    self.0.path.display(),
+                    cfg.instance_name()
+                ),
+            ));
         }
         Ok(ExternalStore {
             plugin: Arc::clone(&self.0),
@@ -200,9 +239,11 @@ fn take(p: &Loaded, buf: Buf) -> Vec<u8> {
     if buf.ptr.is_null() {
         return Vec::new();
     }
-    // SAFETY: the plugin filled `len` bytes at `ptr`.
+    // SAFETY: the plugin filled `len` bytes at `ptr` (not null, checked
+    // above), and they stay valid until `free_buf` below.
     let bytes = unsafe { std::slice::from_raw_parts(buf.ptr, buf.len) }.to_vec();
-    // SAFETY: handed back exactly once.
+    // SAFETY: a buffer this plugin filled, handed back exactly once (`buf`
+    // is moved in).
     unsafe { (p.table.free_buf)(buf) };
     bytes
 }
@@ -229,8 +270,9 @@ pub struct ExternalStore {
 }
 
 // SAFETY: the ABI requires every store function to be callable from many
-// threads at once.
+// threads at once, so the handle may move to another thread...
 unsafe impl Send for ExternalStore {}
+// SAFETY: ...and be used from several at once.
 unsafe impl Sync for ExternalStore {}
 
 impl Drop for ExternalStore {
@@ -250,25 +292,14 @@ impl ExternalStore {
         call(&self.plugin, f).map_err(|e| prefix(e, self.instance()))
     }
 
+    /// The library file of the plugin serving this store.
     pub fn plugin_path(&self) -> &Path {
         &self.plugin.path
     }
 }
 
 fn prefix(e: Error, instance: &str) -> Error {
-    use Error::*;
-    let p = |m: String| format!("store {instance}: {m}");
-    match e {
-        NotFound(m) => NotFound(p(m)),
-        InvalidPath(m) => InvalidPath(p(m)),
-        ReadOnly(m) => ReadOnly(p(m)),
-        NotRegularFile(m) => NotRegularFile(p(m)),
-        InvalidRange(m) => InvalidRange(p(m)),
-        Io(m) => Io(p(m)),
-        Config(m) => Config(p(m)),
-        Panic(m) => Panic(p(m)),
-        Other(m) => Other(p(m)),
-    }
+    e.prefixed(format_args!("store {instance}: "))
 }
 
 impl Store for ExternalStore {
@@ -283,6 +314,8 @@ impl Store for ExternalStore {
     fn info(&self) -> Result<Info> {
         let mut out = RawInfo::default();
         let (t, h) = (self.t(), self.handle);
+        // SAFETY: `h` was made by this plugin's `open` and is not closed
+        // (`self` lives); `out` outlives the call.
         self.call(|err| unsafe { (t.info)(h, &mut out, err) })?;
         Ok(Info {
             total: out.total,
@@ -294,6 +327,8 @@ impl Store for ExternalStore {
     fn stat(&self, path: &ObjectPath) -> Result<u64> {
         let mut size = 0u64;
         let (t, h, p) = (self.t(), self.handle, path.as_str());
+        // SAFETY: `h` was made by this plugin's `open` and is not closed;
+        // `p` and `size` outlive the call.
         self.call(|err| unsafe { (t.stat)(h, p.as_ptr(), p.len(), &mut size, err) })?;
         Ok(size)
     }
@@ -307,12 +342,17 @@ impl Store for ExternalStore {
         let mut reader: *mut c_void = std::ptr::null_mut();
         let (t, h, p) = (self.t(), self.handle, path.as_str());
         let len = len.unwrap_or(abi::TO_END);
+        // SAFETY: `h` was made by this plugin's `open` and is not closed;
+        // `p` and `reader` outlive the call.
         self.call(|err| unsafe { (t.get)(h, p.as_ptr(), p.len(), offset, len, &mut reader, err) })?;
         if reader.is_null() {
-            return Err(Error::Other(format!(
-                "store {}: the plugin returned no reader for {path}",
-                self.instance()
-            )));
+            return Err(Error::new(
+                ErrorKind::Other,
+                format!(
+                    "store {}: the plugin returned no reader for {path}",
+                    self.instance()
+                ),
+            ));
         }
         let reader = PluginReader {
             plugin: Arc::clone(&self.plugin),
@@ -330,22 +370,30 @@ impl Store for ExternalStore {
         let mut written = 0u64;
         let (t, h, p) = (self.t(), self.handle, path.as_str());
         let ctx = &mut src as *mut Source as *mut c_void;
+        // SAFETY: `h` was made by this plugin's `open` and is not closed;
+        // `p`, `written` and `src` (behind `ctx`, which only `host_read`
+        // reads, during this call) outlive the call.
         let r = self.call(|err| unsafe {
             (t.put)(h, p.as_ptr(), p.len(), host_read, ctx, &mut written, err)
         });
         match (r, src.failed) {
             (Ok(()), _) => Ok(written),
             // The plugin only saw a code: the host's own error says more.
-            (Err(_), Some(e)) => Err(Error::Io(format!(
-                "store {}: reading the data for {path}: {e}",
-                self.instance()
-            ))),
+            (Err(_), Some(e)) => Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "store {}: reading the data for {path}: {e}",
+                    self.instance()
+                ),
+            )),
             (Err(e), None) => Err(e),
         }
     }
 
     fn del(&self, path: &ObjectPath) -> Result<()> {
         let (t, h, p) = (self.t(), self.handle, path.as_str());
+        // SAFETY: `h` was made by this plugin's `open` and is not closed;
+        // `p` outlives the call.
         self.call(|err| unsafe { (t.del)(h, p.as_ptr(), p.len(), err) })
     }
 
@@ -353,6 +401,8 @@ impl Store for ExternalStore {
         let mut out = Buf::EMPTY;
         let (t, h) = (self.t(), self.handle);
         let pre = prefix.map(ObjectPath::as_str).unwrap_or("");
+        // SAFETY: `h` was made by this plugin's `open` and is not closed;
+        // `pre` and `out` outlive the call.
         let r = self.call(|err| unsafe { (t.list)(h, pre.as_ptr(), pre.len(), &mut out, err) });
         let bytes = take(&self.plugin, out);
         r?;
@@ -367,6 +417,8 @@ impl Store for ExternalStore {
     fn full_path(&self, path: &ObjectPath) -> String {
         let mut out = Buf::EMPTY;
         let (t, h, p) = (self.t(), self.handle, path.as_str());
+        // SAFETY: `h` was made by this plugin's `open` and is not closed;
+        // `p` and `out` outlive the call.
         let r = self.call(|err| unsafe { (t.full_path)(h, p.as_ptr(), p.len(), &mut out, err) });
         let bytes = take(&self.plugin, out);
         match r {
@@ -381,12 +433,25 @@ struct Source<'a> {
     failed: Option<io::Error>,
 }
 
+/// The [`abi::ReadFn`] the host passes to a plugin's `put`.
+///
+/// # Safety
+/// `ctx` is the `Source` of the `put` in progress, used by no one else
+/// during the call; `buf` is `cap` writable bytes; `n` is writable.
 unsafe extern "C" fn host_read(ctx: *mut c_void, buf: *mut u8, cap: usize, n: *mut usize) -> i32 {
-    // SAFETY: `ctx` is the `Source` of the `put` in progress.
+    // SAFETY: per this function's contract, `ctx` is the live `Source` of
+    // the `put` in progress and nothing else touches it meanwhile.
     let src = unsafe { &mut *(ctx as *mut Source) };
-    let out = unsafe { std::slice::from_raw_parts_mut(buf, cap) };
+    let out: &mut [u8] = if cap == 0 {
+        &mut []
+    } else {
+        // SAFETY: per the contract, `buf` is `cap` writable bytes, and the
+        // plugin does not touch them until this call returns.
+        unsafe { std::slice::from_raw_parts_mut(buf, cap) }
+    };
     match catch_unwind(AssertUnwindSafe(|| src.data.read(out))) {
         Ok(Ok(k)) => {
+            // SAFETY: per the contract, `n` is writable.
             unsafe { *n = k };
             code::OK
         }
@@ -413,6 +478,9 @@ impl Read for PluginReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut n = 0usize;
         let (t, h) = (self.plugin.table, self.handle);
+        // SAFETY: `h` was made by this plugin's `get` and is not closed
+        // (`self` lives), used by this thread alone (`&mut self`); `buf` and
+        // `n` outlive the call.
         call(&self.plugin, |err| unsafe {
             (t.read)(h, buf.as_mut_ptr(), buf.len(), &mut n, err)
         })

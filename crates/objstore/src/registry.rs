@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::fs::FsStore;
 use crate::plugin::{LoadError, Plugin};
-use crate::{Config, Error, Result, Store};
+use crate::{Config, Error, ErrorKind, Result, Store};
 
 /// The plugins a daemon loaded at start.
 #[derive(Clone, Debug, Default)]
@@ -53,10 +53,28 @@ impl Registry {
         ))
     }
 
+    /// [`Registry::load`], as both daemons start: each refused library is
+    /// logged as an error naming the file and why, each loaded one as info.
+    /// Only an unreadable `dir` fails; its error names the config `key` the
+    /// dir came from.
+    pub fn load_logged(dir: &Path, key: &str) -> io::Result<Registry> {
+        let (registry, refused) =
+            Registry::load(dir).map_err(|e| io::Error::new(e.kind(), format!("key {key}: {e}")))?;
+        for e in refused {
+            tracing::error!(error = %e, "objstore plugin refused");
+        }
+        for p in registry.plugins() {
+            tracing::info!(plugin = %p.kind(), file = %p.path().display(), "objstore plugin loaded");
+        }
+        Ok(registry)
+    }
+
+    /// The plugins kept, one per kind.
     pub fn plugins(&self) -> &[Plugin] {
         &self.plugins
     }
 
+    /// The plugin serving `kind`.
     pub fn get(&self, kind: &str) -> Option<&Plugin> {
         self.plugins.iter().find(|p| p.kind() == kind)
     }
@@ -73,10 +91,13 @@ impl Registry {
                 Some(d) => format!("loaded from {}", d.display()),
                 None => "no plugins dir is configured".to_string(),
             };
-            return Err(Error::Config(format!(
-                "store {}: no plugin {plugin_name:?} ({dir}; loaded: {known:?})",
-                cfg.instance_name()
-            )));
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "store {}: no plugin {plugin_name:?} ({dir}; loaded: {known:?})",
+                    cfg.instance_name()
+                ),
+            ));
         };
         Ok(Arc::new(plugin.open(cfg)?))
     }

@@ -10,7 +10,7 @@ use std::io::{self, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::abi::{self, code, Buf, PluginTable, RawInfo, ReadFn};
-use crate::{Config, Error, ObjectPath, Result, Store};
+use crate::{Config, Error, ErrorKind, ObjectPath, Result, Store};
 
 /// A [`Store`] a plugin serves.
 pub trait StorePlugin: Store + Sized + 'static {
@@ -24,6 +24,7 @@ pub trait StorePlugin: Store + Sized + 'static {
 #[macro_export]
 macro_rules! export_store_plugin {
     ($ty:ty) => {
+        /// The store plugin's entry point: its ABI table.
         #[no_mangle]
         pub extern "C" fn damocles_objstore_plugin() -> *const $crate::abi::PluginTable {
             static TABLE: $crate::abi::PluginTable = $crate::sdk::table::<$ty>();
@@ -63,9 +64,12 @@ fn to_buf(bytes: Vec<u8>) -> Buf {
     }
 }
 
+/// # Safety
+/// `buf` was made by [`to_buf`] and is freed once.
 unsafe extern "C" fn free_buf(buf: Buf) {
     if !buf.ptr.is_null() {
-        // SAFETY: made by `to_buf` from a Vec of this length and capacity.
+        // SAFETY: per the contract, made by `to_buf` from a Vec of this
+        // pointer, length and capacity, which nothing else frees.
         drop(unsafe { Vec::from_raw_parts(buf.ptr, buf.len, buf.cap) });
     }
 }
@@ -78,64 +82,90 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Runs `f`, turning its error or panic into a code and a message in `err`.
-fn guarded(err: *mut Buf, f: impl FnOnce() -> Result<()>) -> i32 {
+fn guarded(err: Option<&mut Buf>, f: impl FnOnce() -> Result<()>) -> i32 {
     let e = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => return code::OK,
         Ok(Err(e)) => e,
-        Err(p) => Error::Panic(panic_message(p)),
+        Err(p) => Error::new(ErrorKind::Panic, panic_message(p)),
     };
-    if !err.is_null() {
-        // SAFETY: the host passes a writable Buf or null.
-        unsafe { *err = to_buf(e.message().as_bytes().to_vec()) };
+    if let Some(err) = err {
+        *err = to_buf(e.message().as_bytes().to_vec());
     }
     abi::code_of(&e)
 }
 
 /// # Safety
-/// `ptr` points at `len` readable bytes (or `len` is 0).
+/// `ptr` points at `len` bytes readable for `'a` (or `len` is 0).
 unsafe fn str_arg<'a>(ptr: *const u8, len: usize) -> Result<&'a str> {
     if len == 0 {
         return Ok("");
     }
-    // SAFETY: per the ABI, valid for the call.
+    // SAFETY: per the contract; the ABI keeps host inputs valid for the call.
     let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
-    std::str::from_utf8(bytes).map_err(|_| Error::InvalidPath("not UTF-8".into()))
+    std::str::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::InvalidPath, "not UTF-8"))
 }
 
+/// # Safety
+/// As [`str_arg`].
 unsafe fn path_arg(ptr: *const u8, len: usize) -> Result<ObjectPath> {
+    // SAFETY: the caller's contract is `str_arg`'s.
     ObjectPath::new(unsafe { str_arg(ptr, len) }?)
 }
 
+/// # Safety
+/// `handle` was made by `open::<P>` and is not closed for `'a`.
 unsafe fn store<'a, P>(handle: *mut c_void) -> &'a P {
-    // SAFETY: made by `open::<P>` and not yet closed, per the ABI.
+    // SAFETY: per the contract, a live `Box<P>` made by `open::<P>`; the
+    // ABI allows shared use from many threads, and `P: Sync` (a `Store`).
     unsafe { &*(handle as *const P) }
 }
 
+// The ABI functions below are only called by the host, per `crate::abi`:
+// handles are live ones this plugin made, input pointers are valid for the
+// call, and output pointers are writable. Each states that as its contract.
+
+/// # Safety
+/// `config` points at `config_len` readable bytes; `out` is writable; `err`
+/// is null or writable.
 unsafe extern "C" fn open<P: StorePlugin>(
     config: *const u8,
     config_len: usize,
     out: *mut *mut c_void,
     err: *mut Buf,
 ) -> i32 {
+    // SAFETY: `err` is null or writable per the contract.
+    let err = unsafe { err.as_mut() };
     guarded(err, || {
+        // SAFETY: `config` per the contract.
         let text = unsafe { str_arg(config, config_len) }?;
-        let cfg: Config =
-            serde_json::from_str(text).map_err(|e| Error::Config(format!("config JSON: {e}")))?;
+        let cfg: Config = serde_json::from_str(text)
+            .map_err(|e| Error::new(ErrorKind::Config, format!("config JSON: {e}")))?;
         let s = P::open(cfg)?;
+        // SAFETY: `out` is writable per the contract.
         unsafe { *out = Box::into_raw(Box::new(s)) as *mut c_void };
         Ok(())
     })
 }
 
+/// # Safety
+/// `handle` is null, or made by `open::<P>` and closed only now.
 unsafe extern "C" fn close<P: StorePlugin>(handle: *mut c_void) {
     if !handle.is_null() {
+        // SAFETY: per the contract, the `Box<P>` from `open::<P>`, freed once.
         let _ = catch_unwind(|| drop(unsafe { Box::from_raw(handle as *mut P) }));
     }
 }
 
+/// # Safety
+/// `h` is a live store of `open::<P>`; `out` is writable; `err` is null or
+/// writable.
 unsafe extern "C" fn info<P: StorePlugin>(h: *mut c_void, out: *mut RawInfo, err: *mut Buf) -> i32 {
+    // SAFETY: `err` is null or writable per the contract.
+    let err = unsafe { err.as_mut() };
     guarded(err, || {
+        // SAFETY: `h` per the contract.
         let i = unsafe { store::<P>(h) }.info()?;
+        // SAFETY: `out` is writable per the contract.
         unsafe {
             *out = RawInfo {
                 total: i.total,
@@ -147,6 +177,9 @@ unsafe extern "C" fn info<P: StorePlugin>(h: *mut c_void, out: *mut RawInfo, err
     })
 }
 
+/// # Safety
+/// `h` is a live store of `open::<P>`; `path` points at `path_len` readable
+/// bytes; `size` is writable; `err` is null or writable.
 unsafe extern "C" fn stat<P: StorePlugin>(
     h: *mut c_void,
     path: *const u8,
@@ -154,9 +187,14 @@ unsafe extern "C" fn stat<P: StorePlugin>(
     size: *mut u64,
     err: *mut Buf,
 ) -> i32 {
+    // SAFETY: `err` is null or writable per the contract.
+    let err = unsafe { err.as_mut() };
     guarded(err, || {
+        // SAFETY: `path` per the contract.
         let p = unsafe { path_arg(path, path_len) }?;
+        // SAFETY: `h` per the contract.
         let n = unsafe { store::<P>(h) }.stat(&p)?;
+        // SAFETY: `size` is writable per the contract.
         unsafe { *size = n };
         Ok(())
     })
@@ -164,6 +202,9 @@ unsafe extern "C" fn stat<P: StorePlugin>(
 
 type BoxedReader = Box<dyn Read + Send>;
 
+/// # Safety
+/// `h` is a live store of `open::<P>`; `path` points at `path_len` readable
+/// bytes; `reader` is writable; `err` is null or writable.
 unsafe extern "C" fn get<P: StorePlugin>(
     h: *mut c_void,
     path: *const u8,
@@ -173,15 +214,24 @@ unsafe extern "C" fn get<P: StorePlugin>(
     reader: *mut *mut c_void,
     err: *mut Buf,
 ) -> i32 {
+    // SAFETY: `err` is null or writable per the contract.
+    let err = unsafe { err.as_mut() };
     guarded(err, || {
+        // SAFETY: `path` per the contract.
         let p = unsafe { path_arg(path, path_len) }?;
         let len = (len != abi::TO_END).then_some(len);
+        // SAFETY: `h` per the contract.
         let r: BoxedReader = unsafe { store::<P>(h) }.get(&p, offset, len)?;
+        // SAFETY: `reader` is writable per the contract.
         unsafe { *reader = Box::into_raw(Box::new(r)) as *mut c_void };
         Ok(())
     })
 }
 
+/// # Safety
+/// `reader` is a live reader of `get`, used by this thread alone during the
+/// call; `buf` is `cap` writable bytes; `n` is writable; `err` is null or
+/// writable.
 unsafe extern "C" fn read(
     reader: *mut c_void,
     buf: *mut u8,
@@ -189,18 +239,32 @@ unsafe extern "C" fn read(
     n: *mut usize,
     err: *mut Buf,
 ) -> i32 {
+    // SAFETY: `err` is null or writable per the contract.
+    let err = unsafe { err.as_mut() };
     guarded(err, || {
-        // SAFETY: made by `get`; the ABI gives one thread at a time.
+        // SAFETY: per the contract, the live `BoxedReader` made by `get`,
+        // used by no other thread meanwhile.
         let r = unsafe { &mut *(reader as *mut BoxedReader) };
-        let out = unsafe { std::slice::from_raw_parts_mut(buf, cap) };
-        let k = r.read(out).map_err(|e| Error::Io(format!("read: {e}")))?;
+        let out: &mut [u8] = if cap == 0 {
+            &mut []
+        } else {
+            // SAFETY: `buf` is `cap` writable bytes per the contract.
+            unsafe { std::slice::from_raw_parts_mut(buf, cap) }
+        };
+        let k = r
+            .read(out)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("read: {e}")))?;
+        // SAFETY: `n` is writable per the contract.
         unsafe { *n = k };
         Ok(())
     })
 }
 
+/// # Safety
+/// `reader` is null, or made by `get` and closed only now.
 unsafe extern "C" fn reader_close(reader: *mut c_void) {
     if !reader.is_null() {
+        // SAFETY: per the contract, the `Box<BoxedReader>` from `get`, freed once.
         let _ = catch_unwind(|| drop(unsafe { Box::from_raw(reader as *mut BoxedReader) }));
     }
 }
@@ -214,7 +278,8 @@ struct HostSource {
 impl Read for HostSource {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut n = 0usize;
-        // SAFETY: the host's callback, valid for the duration of `put`.
+        // SAFETY: the host's callback and context, valid for the duration of
+        // the `put` this source lives in; `buf` and `n` outlive the call.
         let rc = unsafe { (self.f)(self.ctx, buf.as_mut_ptr(), buf.len(), &mut n) };
         if rc != code::OK {
             return Err(io::Error::other(format!(
@@ -225,6 +290,10 @@ impl Read for HostSource {
     }
 }
 
+/// # Safety
+/// `h` is a live store of `open::<P>`; `path` points at `path_len` readable
+/// bytes; `src` with `src_ctx` is callable until this returns; `written` is
+/// writable; `err` is null or writable.
 unsafe extern "C" fn put<P: StorePlugin>(
     h: *mut c_void,
     path: *const u8,
@@ -234,30 +303,46 @@ unsafe extern "C" fn put<P: StorePlugin>(
     written: *mut u64,
     err: *mut Buf,
 ) -> i32 {
+    // SAFETY: `err` is null or writable per the contract.
+    let err = unsafe { err.as_mut() };
     guarded(err, || {
+        // SAFETY: `path` per the contract.
         let p = unsafe { path_arg(path, path_len) }?;
+        // Lives only inside this call, as `src` must.
         let mut source = HostSource {
             f: src,
             ctx: src_ctx,
         };
+        // SAFETY: `h` per the contract.
         let n = unsafe { store::<P>(h) }.put(&p, &mut source)?;
+        // SAFETY: `written` is writable per the contract.
         unsafe { *written = n };
         Ok(())
     })
 }
 
+/// # Safety
+/// `h` is a live store of `open::<P>`; `path` points at `path_len` readable
+/// bytes; `err` is null or writable.
 unsafe extern "C" fn del<P: StorePlugin>(
     h: *mut c_void,
     path: *const u8,
     path_len: usize,
     err: *mut Buf,
 ) -> i32 {
+    // SAFETY: `err` is null or writable per the contract.
+    let err = unsafe { err.as_mut() };
     guarded(err, || {
+        // SAFETY: `path` per the contract.
         let p = unsafe { path_arg(path, path_len) }?;
+        // SAFETY: `h` per the contract.
         unsafe { store::<P>(h) }.del(&p)
     })
 }
 
+/// # Safety
+/// `h` is a live store of `open::<P>`; `prefix` points at `prefix_len`
+/// readable bytes; `out` is writable; `err` is null or writable.
 unsafe extern "C" fn list<P: StorePlugin>(
     h: *mut c_void,
     prefix: *const u8,
@@ -265,17 +350,25 @@ unsafe extern "C" fn list<P: StorePlugin>(
     out: *mut Buf,
     err: *mut Buf,
 ) -> i32 {
+    // SAFETY: `err` is null or writable per the contract.
+    let err = unsafe { err.as_mut() };
     guarded(err, || {
         let prefix = match prefix_len {
             0 => None,
+            // SAFETY: `prefix` per the contract.
             _ => Some(unsafe { path_arg(prefix, prefix_len) }?),
         };
+        // SAFETY: `h` per the contract.
         let names = unsafe { store::<P>(h) }.list(prefix.as_ref())?;
+        // SAFETY: `out` is writable per the contract.
         unsafe { *out = to_buf(names.join("\n").into_bytes()) };
         Ok(())
     })
 }
 
+/// # Safety
+/// `h` is a live store of `open::<P>`; `path` points at `path_len` readable
+/// bytes; `out` is writable; `err` is null or writable.
 unsafe extern "C" fn full_path<P: StorePlugin>(
     h: *mut c_void,
     path: *const u8,
@@ -283,9 +376,14 @@ unsafe extern "C" fn full_path<P: StorePlugin>(
     out: *mut Buf,
     err: *mut Buf,
 ) -> i32 {
+    // SAFETY: `err` is null or writable per the contract.
+    let err = unsafe { err.as_mut() };
     guarded(err, || {
+        // SAFETY: `path` per the contract.
         let p = unsafe { path_arg(path, path_len) }?;
+        // SAFETY: `h` per the contract.
         let s = unsafe { store::<P>(h) }.full_path(&p);
+        // SAFETY: `out` is writable per the contract.
         unsafe { *out = to_buf(s.into_bytes()) };
         Ok(())
     })

@@ -2,7 +2,7 @@
 //! shared between the thread, the admin RPC and WorkerPing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,62 @@ pub enum ThreadState {
     Paused { elapsed: u64 },
     Running { elapsed: u64, proc: String },
     Waiting { elapsed: u64 },
+}
+
+impl ThreadState {
+    /// Every state's name, as `/metrics` labels them.
+    pub const NAMES: [&'static str; 4] = ["idle", "running", "waiting", "paused"];
+
+    /// The state's name (`idle`, `running`, `waiting`, `paused`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ThreadState::Idle => "idle",
+            ThreadState::Running { .. } => "running",
+            ThreadState::Waiting { .. } => "waiting",
+            ThreadState::Paused { .. } => "paused",
+        }
+    }
+}
+
+/// The threads counted by state: one count for `/metrics` and WorkerPing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadCounts {
+    pub total: u64,
+    pub idle: u64,
+    pub running: u64,
+    pub waiting: u64,
+    pub paused: u64,
+    /// Threads with a last error, in any state.
+    pub with_error: u64,
+}
+
+impl ThreadCounts {
+    /// The count of the state named `name` (one of [`ThreadState::NAMES`]).
+    pub fn get(&self, name: &str) -> u64 {
+        match name {
+            "idle" => self.idle,
+            "running" => self.running,
+            "waiting" => self.waiting,
+            "paused" => self.paused,
+            _ => 0,
+        }
+    }
+}
+
+/// Counts `ctrls` by state, as of now.
+pub fn summary(ctrls: &[Arc<Ctrl>]) -> ThreadCounts {
+    let mut c = ThreadCounts::default();
+    for info in ctrls.iter().map(|c| c.info()) {
+        c.total += 1;
+        match info.thread_state {
+            ThreadState::Idle => c.idle += 1,
+            ThreadState::Running { .. } => c.running += 1,
+            ThreadState::Waiting { .. } => c.waiting += 1,
+            ThreadState::Paused { .. } => c.paused += 1,
+        }
+        c.with_error += u64::from(info.last_error.is_some());
+    }
+    c
 }
 
 #[derive(Debug)]

@@ -5,7 +5,6 @@
 //! permanent and critical ones pause the thread; abort reports the sector
 //! aborted and starts over with a fresh one.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,7 +15,10 @@ use damocles_api::*;
 use filecoin_proofs_api::{SectorId, UnpaddedBytesAmount};
 use jsonrpsee::core::ClientError;
 use tracing::{info, warn};
-use vc_processors::tasks::{self as tasks, prover_id};
+use damocles_sector::{prover_id, Stage};
+use vc_processors::producer::ProcessorError;
+use vc_processors::protocol::ErrorKind;
+use vc_processors::tasks;
 
 use super::ctrl::Ctrl;
 use super::doc_store::DocStore;
@@ -41,6 +43,39 @@ type Step<T> = std::result::Result<T, Failure>;
 
 fn temporary(e: impl Into<anyhow::Error>) -> Failure {
     Failure::Temporary(e.into())
+}
+
+/// A stage's error as a failure level, by the grade the processor gave it:
+/// `permanent` needs a person (the thread pauses at once); `retryable`,
+/// `timeout`, `cancelled` and `resource` are retried, `resource` saying so.
+/// A v1 ext-processor sends no grade: its errors are temporary, as damocles
+/// treats every processor error. Builtin processors grade their own errors
+/// the same way (`vc_processors::error::classify`).
+fn stage_failure(e: anyhow::Error) -> Failure {
+    let kind = match e.chain().find_map(|c| c.downcast_ref::<ProcessorError>()) {
+        Some(ProcessorError::Failed { kind: None, .. }) => return Failure::Temporary(e),
+        Some(from_child) => from_child.kind(),
+        None => vc_processors::error::classify(&e),
+    };
+    match kind {
+        ErrorKind::Permanent => Failure::Permanent(e),
+        ErrorKind::Resource => {
+            Failure::Temporary(e.context("out of resources (memory, disk or device); will retry"))
+        }
+        ErrorKind::Retryable | ErrorKind::Timeout | ErrorKind::Cancelled | ErrorKind::Unknown => {
+            Failure::Temporary(e)
+        }
+    }
+}
+
+/// A field the document must hold in its state. Missing, the document is
+/// corrupt: the thread pauses for a person instead of panicking.
+fn require<'a, T>(field: &'a Option<T>, what: &str, state: State) -> Step<&'a T> {
+    field.as_ref().ok_or_else(|| {
+        Failure::Permanent(anyhow!(
+            "the sector document has no {what} in state {state} (corrupt document?)"
+        ))
+    })
 }
 
 /// A manager call's error: 11001 aborts the sector, other answers are
@@ -102,12 +137,9 @@ pub fn init_location(location: &Path) -> anyhow::Result<SectorDoc> {
     DocStore::open(location)?.load()
 }
 
-/// `<location>/data/<kind>/s-t0<miner>-<number>`
+/// `<location>/data/<kind>/<sector name>`
 fn data_path(location: &Path, kind: &str, id: SectorID) -> PathBuf {
-    location
-        .join("data")
-        .join(kind)
-        .join(format!("s-t0{}-{}", id.miner, id.number))
+    location.join("data").join(kind).join(id.to_string())
 }
 
 impl SealingThread {
@@ -189,11 +221,15 @@ impl SealingThread {
             // Asking the manager for a sector is not work: an idle thread
             // stays idle in `worker list` until it has one.
             if let Some(s) = doc.sector {
-                let job = format!("s-t0{}-{}", s.id.miner, s.id.number);
-                self.ctrl.working(Some(job), doc.state);
+                self.ctrl.working(Some(s.id.to_string()), doc.state);
             }
             if doc.state == State::Finished {
-                let id = doc.sector.expect("a finished sector has an id").id;
+                let Some(AllocatedSector { id, .. }) = doc.sector else {
+                    return Ok(Outcome::Paused(
+                        "the sector document is Finished with no sector (corrupt document?)"
+                            .into(),
+                    ));
+                };
                 self.client
                     .call("ReportFinalized", |c| async move {
                         c.report_finalized(id).await
@@ -218,8 +254,11 @@ impl SealingThread {
                     self.store.save(&doc)?;
                     self.ctrl.error(None);
                     info!(thread = self.index, from = %prev, to = %doc.state, "sector state");
-                    if let Some(finalized) = self.report(&doc, prev, name, None).await {
-                        let id = doc.sector.expect("reported sectors have ids").id;
+                    let finalized = self.report(&doc, prev, name, None).await;
+                    // `report` only answers for a document with a sector.
+                    if let (Some(finalized), Some(AllocatedSector { id, .. })) =
+                        (finalized, doc.sector)
+                    {
                         return self
                             .abort(&mut doc, format!("the manager finalized it: {finalized}"))
                             .await
@@ -369,364 +408,383 @@ impl SealingThread {
 
     /// Does the work of the current state; `None` when there is nothing to do.
     async fn step(&self, doc: &SectorDoc) -> Step<Option<Event>> {
-        let c = &self.client;
-        let sector = doc.sector;
-        let id = sector.map(|s| s.id);
-        let paths = |kind: &str| data_path(&self.location, kind, id.expect("allocated"));
-        Ok(Some(match doc.state {
-            State::Empty => {
-                let spec = AllocateSectorSpec {
-                    allowed_miners: Some(self.sealing.allowed_miners.clone())
-                        .filter(|m| !m.is_empty()),
-                    allowed_proof_types: None,
-                };
-                match c
-                    .call("AllocateSector", |c| {
-                        let spec = spec.clone();
-                        async move { c.allocate_sector(spec, None).await }
-                    })
-                    .await
-                {
-                    Ok(Some(s)) => Event::Allocate(s),
-                    Ok(None) => return Ok(None),
-                    Err(e) => return Err(rpc("AllocateSector", e)),
-                }
-            }
+        let event = match doc.state {
+            State::Empty => return self.allocate().await,
             State::Allocated => Event::AcquireDeals(vec![]),
-            State::DealsAcquired => {
-                let s = sector.expect("allocated");
-                let size = u64::from(s.proof_type.0.sector_size());
-                for kind in ["staged", "sealed"] {
-                    std::fs::create_dir_all(paths(kind).parent().expect("has parent"))
-                        .map_err(temporary)?;
-                }
-                std::fs::create_dir_all(paths("cache")).map_err(temporary)?;
-                let unpadded =
-                    UnpaddedBytesAmount::from(filecoin_proofs_api::PaddedBytesAmount(size));
-                let task = tasks::AddPieces {
-                    seal_proof_type: s.proof_type.0,
-                    pieces: vec![tasks::Piece {
-                        piece_file: tasks::PieceFile::Pledge,
-                        payload_size: 0,
-                        piece_size: unpadded,
-                    }],
-                    staged_filepath: paths("staged"),
-                };
-                Event::AddPiece(self.processors.run(task).await.map_err(temporary)?)
+            State::DealsAcquired => self.add_pieces(doc).await?,
+            State::PieceAdded => self.tree_d(doc).await?,
+            State::TreeDBuilt => self.assign_ticket(doc).await?,
+            State::TicketAssigned => self.pc1(doc).await?,
+            State::PC1Done => self.pc2(doc).await?,
+            State::PC2Done => self.submit_precommit(doc).await?,
+            State::PCSubmitted => self.wait_precommit(doc).await?,
+            State::PCLanded => self.persist(doc).await?,
+            State::Persisted => self.submit_persisted(doc).await?,
+            State::PersistanceSubmitted => self.wait_seed(doc).await?,
+            State::SeedAssigned => self.c1(doc).await?,
+            State::C1Done => self.c2(doc).await?,
+            State::C2Done => self.submit_proof(doc).await?,
+            State::ProofSubmitted => self.wait_proof(doc).await?,
+            State::Finished | State::Aborted => return Ok(None),
+        };
+        Ok(Some(event))
+    }
+
+    /// `<location>/data/<kind>/<sector name>` of the document's sector.
+    fn path(&self, sector: &AllocatedSector, kind: &str) -> PathBuf {
+        data_path(&self.location, kind, sector.id)
+    }
+
+    async fn allocate(&self) -> Step<Option<Event>> {
+        let spec = AllocateSectorSpec {
+            allowed_miners: Some(self.sealing.allowed_miners.clone()).filter(|m| !m.is_empty()),
+            allowed_proof_types: None,
+        };
+        match self
+            .client
+            .call("AllocateSector", |c| {
+                let spec = spec.clone();
+                async move { c.allocate_sector(spec, None).await }
+            })
+            .await
+        {
+            Ok(Some(s)) => Ok(Some(Event::Allocate(s))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(rpc("AllocateSector", e)),
+        }
+    }
+
+    async fn add_pieces(&self, doc: &SectorDoc) -> Step<Event> {
+        let s = require(&doc.sector, "sector", doc.state)?;
+        let size = u64::from(s.proof_type.0.sector_size());
+        let data = self.location.join("data");
+        for dir in [data.join("staged"), data.join("sealed"), self.path(s, "cache")] {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("create {}", dir.display()))
+                .map_err(temporary)?;
+        }
+        let unpadded = UnpaddedBytesAmount::from(filecoin_proofs_api::PaddedBytesAmount(size));
+        let task = tasks::AddPieces {
+            seal_proof_type: s.proof_type.0,
+            pieces: vec![tasks::Piece {
+                piece_file: tasks::PieceFile::Pledge,
+                payload_size: 0,
+                piece_size: unpadded,
+            }],
+            staged_filepath: self.path(s, "staged"),
+        };
+        Ok(Event::AddPiece(self.run(task).await?))
+    }
+
+    async fn tree_d(&self, doc: &SectorDoc) -> Step<Event> {
+        let s = require(&doc.sector, "sector", doc.state)?;
+        let size = u64::from(s.proof_type.0.sector_size());
+        // A CC sector's tree-d is the same for every sector of its size:
+        // linked, as damocles does. PC1, PC2 and C1 only read an existing
+        // tree-d (the tree library loads it, never rebuilds it).
+        match self
+            .processors
+            .static_tree_d(size)
+            .filter(|_| doc.deals.is_empty())
+        {
+            Some(src) => {
+                let dest = vc_processors::builtin::tree_d_path(&self.path(s, "cache"));
+                let _ = std::fs::remove_file(&dest);
+                std::os::unix::fs::symlink(src, &dest).map_err(|e| {
+                    temporary(anyhow!(
+                        "link processors.static_tree_d {} at {}: {e}",
+                        src.display(),
+                        dest.display()
+                    ))
+                })?;
+                info!(thread = self.index, from = %src.display(), "tree-d linked from processors.static_tree_d");
             }
-            State::PieceAdded => {
-                let s = sector.expect("allocated");
-                let size = u64::from(s.proof_type.0.sector_size());
-                // A CC sector's tree-d is the same for every sector of its size:
-                // linked, as damocles does. PC1, PC2 and C1 only read an
-                // existing tree-d (the tree library loads it, never rebuilds it).
-                match self
-                    .processors
-                    .static_tree_d(size)
-                    .filter(|_| doc.deals.is_empty())
-                {
-                    Some(src) => {
-                        let dest = vc_processors::builtin::tree_d_path(&paths("cache"));
-                        let _ = std::fs::remove_file(&dest);
-                        std::os::unix::fs::symlink(src, &dest).map_err(|e| {
-                            temporary(anyhow!(
-                                "link processors.static_tree_d {} at {}: {e}",
-                                src.display(),
-                                dest.display()
-                            ))
-                        })?;
-                        info!(thread = self.index, from = %src.display(), "tree-d linked from processors.static_tree_d");
-                    }
-                    None => {
-                        let task = tasks::TreeD {
-                            registered_proof: s.proof_type.0,
-                            staged_file: paths("staged"),
-                            cache_dir: paths("cache"),
-                        };
-                        self.processors.run(task).await.map_err(temporary)?;
-                    }
-                }
-                Event::BuildTreeD
-            }
-            State::TreeDBuilt => {
-                let s = sector.expect("allocated");
-                Event::AssignTicket(
-                    c.call(
-                        "AssignTicket",
-                        |c| async move { c.assign_ticket(s.id).await },
-                    )
-                    .await
-                    .map_err(|e| rpc("AssignTicket", e))?,
-                )
-            }
-            State::TicketAssigned => {
-                let s = sector.expect("allocated");
-                // PC1 writes the sealed file from scratch.
-                std::fs::File::create(paths("sealed")).map_err(temporary)?;
-                let task = tasks::PC1 {
+            None => {
+                let task = tasks::TreeD {
                     registered_proof: s.proof_type.0,
-                    cache_path: paths("cache"),
-                    in_path: paths("staged"),
-                    out_path: paths("sealed"),
-                    prover_id: prover_id(s.id.miner),
-                    sector_id: SectorId::from(s.id.number),
-                    ticket: doc.ticket.expect("ticket assigned").ticket.0,
-                    piece_infos: doc.pieces.clone(),
+                    staged_file: self.path(s, "staged"),
+                    cache_dir: self.path(s, "cache"),
                 };
-                Event::PC1(self.processors.run(task).await.map_err(temporary)?)
+                self.run(task).await?;
             }
-            State::PC1Done => {
-                // PC2 rewrites the sealed file in place: a crash half-way leaves
-                // it unusable. The marker says so; the retry starts from PC1's
-                // output again.
-                let marker = self.location.join("data").join(".pc2_running");
-                if marker.exists() {
-                    // PC1 copied the staged data into the sealed file; PC2
-                    // encodes it in place. Start PC2 over from that copy, with
-                    // no half-written trees left in the cache.
-                    warn!(
-                        thread = self.index,
-                        "PC2 was interrupted: restoring the sealed file from the staged data"
-                    );
-                    std::fs::copy(paths("staged"), paths("sealed")).map_err(temporary)?;
-                    if let Ok(entries) = std::fs::read_dir(paths("cache")) {
-                        for e in entries.flatten() {
-                            let n = e.file_name().to_string_lossy().to_string();
-                            if n == "p_aux"
-                                || n == "t_aux"
-                                || n.contains("tree-c")
-                                || n.contains("tree-r-last")
-                            {
-                                let _ = std::fs::remove_file(e.path());
-                            }
-                        }
-                    }
-                }
-                std::fs::write(&marker, b"").map_err(temporary)?;
-                let task = tasks::PC2 {
-                    pc1out: doc.pc1out.clone().expect("pc1 done"),
-                    cache_dir: paths("cache"),
-                    sealed_file: paths("sealed"),
-                };
-                let out = self.processors.run(task).await.map_err(temporary)?;
-                std::fs::remove_file(&marker).map_err(temporary)?;
-                Event::PC2(out)
-            }
-            State::PC2Done => {
-                let s = sector.expect("allocated");
-                let pc2 = doc.pc2out.clone().expect("pc2 done");
-                let info = PreCommitOnChainInfo {
-                    comm_r: pc2.comm_r,
-                    comm_d: pc2.comm_d,
-                    ticket: doc.ticket.expect("ticket"),
-                };
-                let r = c
-                    .call("SubmitPreCommit", |c| async move {
-                        c.submit_pre_commit(s, info, false).await
-                    })
-                    .await
-                    .map_err(|e| rpc("SubmitPreCommit", e))?;
-                submitted("precommit", r, Event::SubmitPC)?
-            }
-            State::PCSubmitted => {
-                let s = sector.expect("allocated");
-                self.until_landed("precommit", Event::CheckPC, Event::ReSubmitPC, || {
-                    c.call("PollPreCommitState", |c| async move {
-                        c.poll_pre_commit_state(s.id).await
-                    })
-                })
-                .await?
-            }
-            State::PCLanded => {
-                let s = sector.expect("allocated");
-                let candidates: Vec<String> = self
-                    .attached
-                    .iter()
-                    .filter(|a| a.writable())
-                    .map(|a| a.instance_name())
-                    .collect();
-                // An empty list would let the manager pick any store, even
-                // one attached here read-only.
-                if candidates.is_empty() {
-                    return Err(Failure::Permanent(anyhow!(
-                        "no writable [[attached]] store to persist to (none attached, or all readonly)"
-                    )));
-                }
-                let size = 2 * u64::from(s.proof_type.0.sector_size());
-                let cands = candidates.clone();
-                let store = c
-                    .call("StoreReserveSpace", |c| {
-                        let cands = cands.clone();
-                        async move { c.store_reserve_space(s.id, size, cands).await }
-                    })
-                    .await
-                    .map_err(|e| rpc("StoreReserveSpace", e))?
-                    .ok_or_else(|| {
-                        temporary(anyhow!(
-                            "the manager has no writable persist store with room among {candidates:?}"
-                        ))
-                    })?;
-                let attached = self
-                    .attached
-                    .iter()
-                    .find(|a| a.writable() && a.instance_name() == store.name)
-                    .ok_or_else(|| {
-                        Failure::Permanent(anyhow!(
-                            "the manager chose store {:?}, which is not attached here writable",
-                            store.name
-                        ))
-                    })?;
-                let name = format!("s-t0{}-{}", s.id.miner, s.id.number);
-                let mut files = vec![(paths("sealed"), format!("sealed/{name}"))];
-                for f in vc_processors::builtin::persisted_cache_files(u64::from(
-                    s.proof_type.0.sector_size(),
-                )) {
-                    files.push((
-                        paths("cache").join(&f),
-                        format!("cache/{name}/{}", f.display()),
-                    ));
-                }
-                if let Some(plugin) = &attached.plugin {
-                    let plugin = Arc::clone(plugin);
-                    let n = self
-                        .processors
-                        .run_in_process("transfer", move || stores::put_files(&*plugin, &files))
-                        .await
-                        .map_err(temporary)?;
-                    info!(sector = %name, store = %store.name, bytes = n, "persisted through the store plugin");
-                    return Ok(Some(Event::Persist(store.name)));
-                }
-                let route = |src: PathBuf, dest: String| tasks::TransferRoute {
-                    src: tasks::TransferItem {
-                        store_name: None,
-                        uri: src,
-                    },
-                    dest: tasks::TransferItem {
-                        store_name: Some(store.name.clone()),
-                        uri: dest.into(),
-                    },
-                    opt: Some(tasks::TransferOption {
-                        is_dir: false,
-                        allow_link: false,
-                    }),
-                };
-                let routes = files
-                    .into_iter()
-                    .map(|(src, dest)| route(src, dest))
-                    .collect();
-                let task = tasks::Transfer {
-                    stores: BTreeMap::from([(
-                        store.name.clone(),
-                        tasks::TransferStoreInfo {
-                            name: store.name.clone(),
-                            meta: Some(BTreeMap::from([(
-                                "path".to_string(),
-                                attached.config.location.display().to_string(),
-                            )])),
-                        },
-                    )]),
-                    routes,
-                };
-                self.processors.run(task).await.map_err(temporary)?;
-                Event::Persist(store.name)
-            }
-            State::Persisted => {
-                let s = sector.expect("allocated");
-                let instance = doc.persisted_to.clone().expect("persisted");
-                let ok = c
-                    .call("SubmitPersistedEx", |c| {
-                        let i = instance.clone();
-                        async move { c.submit_persisted_ex(s.id, i, false).await }
-                    })
-                    .await
-                    .map_err(|e| rpc("SubmitPersistedEx", e))?;
-                if !ok {
-                    return Err(Failure::Permanent(anyhow!(
-                        "the manager found the files persisted to {instance} incomplete"
-                    )));
-                }
-                Event::SubmitPersistance
-            }
-            State::PersistanceSubmitted => {
-                let s = sector.expect("allocated");
-                loop {
-                    let w = c
-                        .call("WaitSeed", |c| async move {
-                            c.wait_seed(s.id, Some(s.proof_type)).await
-                        })
-                        .await
-                        .map_err(|e| rpc("WaitSeed", e))?;
-                    match (w.should_wait, w.seed) {
-                        (false, Some(seed)) => break Event::AssignSeed(seed),
-                        _ => {
-                            tokio::time::sleep(std::time::Duration::from_secs(w.delay.max(1))).await
-                        }
-                    }
+        }
+        Ok(Event::BuildTreeD)
+    }
+
+    async fn assign_ticket(&self, doc: &SectorDoc) -> Step<Event> {
+        let id = require(&doc.sector, "sector", doc.state)?.id;
+        let ticket = self
+            .client
+            .call("AssignTicket", |c| async move { c.assign_ticket(id).await })
+            .await
+            .map_err(|e| rpc("AssignTicket", e))?;
+        Ok(Event::AssignTicket(ticket))
+    }
+
+    async fn pc1(&self, doc: &SectorDoc) -> Step<Event> {
+        let s = require(&doc.sector, "sector", doc.state)?;
+        // PC1 writes the sealed file from scratch.
+        let sealed = self.path(s, "sealed");
+        std::fs::File::create(&sealed)
+            .with_context(|| format!("create {}", sealed.display()))
+            .map_err(temporary)?;
+        let task = tasks::PC1 {
+            registered_proof: s.proof_type.0,
+            cache_path: self.path(s, "cache"),
+            in_path: self.path(s, "staged"),
+            out_path: sealed,
+            prover_id: prover_id(s.id.miner),
+            sector_id: SectorId::from(s.id.number),
+            ticket: require(&doc.ticket, "ticket", doc.state)?.ticket.0,
+            piece_infos: doc.pieces.clone(),
+        };
+        Ok(Event::PC1(self.run(task).await?))
+    }
+
+    /// PC2 rewrites the sealed file in place: a crash half-way leaves it
+    /// unusable. A marker file says PC2 is running; a PC2 that finds it
+    /// starts over from PC1's output (see [`Self::undo_interrupted_pc2`]).
+    async fn pc2(&self, doc: &SectorDoc) -> Step<Event> {
+        let s = require(&doc.sector, "sector", doc.state)?;
+        let marker = self.location.join("data").join(".pc2_running");
+        if marker.exists() {
+            self.undo_interrupted_pc2(s).map_err(temporary)?;
+        }
+        std::fs::write(&marker, b"")
+            .with_context(|| format!("write {}", marker.display()))
+            .map_err(temporary)?;
+        let task = tasks::PC2 {
+            pc1out: require(&doc.pc1out, "pc1 output", doc.state)?.clone(),
+            cache_dir: self.path(s, "cache"),
+            sealed_file: self.path(s, "sealed"),
+        };
+        let out = self.run(task).await?;
+        std::fs::remove_file(&marker)
+            .with_context(|| format!("remove {}", marker.display()))
+            .map_err(temporary)?;
+        Ok(Event::PC2(out))
+    }
+
+    /// PC1 copied the staged data into the sealed file; PC2 encodes it in
+    /// place. Restores that copy and removes PC2's half-written outputs, so
+    /// PC2 can start over.
+    fn undo_interrupted_pc2(&self, s: &AllocatedSector) -> anyhow::Result<()> {
+        warn!(
+            thread = self.index,
+            "PC2 was interrupted: restoring the sealed file from the staged data"
+        );
+        let (staged, sealed) = (self.path(s, "staged"), self.path(s, "sealed"));
+        std::fs::copy(&staged, &sealed).with_context(|| {
+            format!("restore {} from {}", sealed.display(), staged.display())
+        })?;
+        if let Ok(entries) = std::fs::read_dir(self.path(s, "cache")) {
+            for e in entries.flatten() {
+                if damocles_sector::is_pc2_output(&e.file_name().to_string_lossy()) {
+                    let _ = std::fs::remove_file(e.path());
                 }
             }
-            State::SeedAssigned => {
-                let s = sector.expect("allocated");
-                let (cache, sealed) = (paths("cache"), paths("sealed"));
-                let (ticket, seed) = (
-                    doc.ticket.expect("ticket").ticket.0,
-                    doc.seed.expect("seed").seed.0,
-                );
-                let (pc2, pieces) = (doc.pc2out.clone().expect("pc2"), doc.pieces.clone());
-                let started = std::time::Instant::now();
-                let c1 = tokio::task::spawn_blocking(move || {
-                    vc_processors::builtin::seal_commit_phase1(
-                        &cache,
-                        &sealed,
-                        prover_id(s.id.miner),
-                        SectorId::from(s.id.number),
-                        ticket,
-                        seed,
-                        pc2,
-                        &pieces,
-                    )
+        }
+        Ok(())
+    }
+
+    async fn submit_precommit(&self, doc: &SectorDoc) -> Step<Event> {
+        let s = *require(&doc.sector, "sector", doc.state)?;
+        let pc2 = require(&doc.pc2out, "pc2 output", doc.state)?;
+        let info = PreCommitOnChainInfo {
+            comm_r: pc2.comm_r,
+            comm_d: pc2.comm_d,
+            ticket: *require(&doc.ticket, "ticket", doc.state)?,
+        };
+        let r = self
+            .client
+            .call("SubmitPreCommit", |c| async move {
+                c.submit_pre_commit(s, info, false).await
+            })
+            .await
+            .map_err(|e| rpc("SubmitPreCommit", e))?;
+        submitted("precommit", r, Event::SubmitPC)
+    }
+
+    async fn wait_precommit(&self, doc: &SectorDoc) -> Step<Event> {
+        let id = require(&doc.sector, "sector", doc.state)?.id;
+        self.until_landed("precommit", Event::CheckPC, Event::ReSubmitPC, || {
+            self.client.call("PollPreCommitState", |c| async move {
+                c.poll_pre_commit_state(id).await
+            })
+        })
+        .await
+    }
+
+    /// Asks the manager for a store among the writable attached ones and
+    /// copies the sector's files there.
+    async fn persist(&self, doc: &SectorDoc) -> Step<Event> {
+        let s = require(&doc.sector, "sector", doc.state)?;
+        let id = s.id;
+        let candidates: Vec<String> = self
+            .attached
+            .iter()
+            .filter(|a| a.writable())
+            .map(|a| a.instance_name())
+            .collect();
+        // An empty list would let the manager pick any store, even one
+        // attached here read-only.
+        if candidates.is_empty() {
+            return Err(Failure::Permanent(anyhow!(
+                "no writable [[attached]] store to persist to (none attached, or all readonly)"
+            )));
+        }
+        let sector_size = u64::from(s.proof_type.0.sector_size());
+        let cands = candidates.clone();
+        let store = self
+            .client
+            .call("StoreReserveSpace", |c| {
+                let cands = cands.clone();
+                async move { c.store_reserve_space(id, 2 * sector_size, cands).await }
+            })
+            .await
+            .map_err(|e| rpc("StoreReserveSpace", e))?
+            .ok_or_else(|| {
+                temporary(anyhow!(
+                    "the manager has no writable persist store with room among {candidates:?}"
+                ))
+            })?;
+        let attached = self
+            .attached
+            .iter()
+            .find(|a| a.writable() && a.instance_name() == store.name)
+            .ok_or_else(|| {
+                Failure::Permanent(anyhow!(
+                    "the manager chose store {:?}, which is not attached here writable",
+                    store.name
+                ))
+            })?;
+        let files = stores::persist_files(
+            &self.path(s, "sealed"),
+            &self.path(s, "cache"),
+            id,
+            sector_size,
+        );
+        let written = attached
+            .persist(&self.processors, files)
+            .await
+            .map_err(stage_failure)?;
+        if let Some(bytes) = written {
+            info!(sector = %id, store = %store.name, bytes, "persisted through the store plugin");
+        }
+        Ok(Event::Persist(store.name))
+    }
+
+    async fn submit_persisted(&self, doc: &SectorDoc) -> Step<Event> {
+        let id = require(&doc.sector, "sector", doc.state)?.id;
+        let instance = require(&doc.persisted_to, "persist store", doc.state)?.clone();
+        let ok = self
+            .client
+            .call("SubmitPersistedEx", |c| {
+                let i = instance.clone();
+                async move { c.submit_persisted_ex(id, i, false).await }
+            })
+            .await
+            .map_err(|e| rpc("SubmitPersistedEx", e))?;
+        if !ok {
+            return Err(Failure::Permanent(anyhow!(
+                "the manager found the files persisted to {instance} incomplete"
+            )));
+        }
+        Ok(Event::SubmitPersistance)
+    }
+
+    async fn wait_seed(&self, doc: &SectorDoc) -> Step<Event> {
+        let s = *require(&doc.sector, "sector", doc.state)?;
+        loop {
+            let w = self
+                .client
+                .call("WaitSeed", |c| async move {
+                    c.wait_seed(s.id, Some(s.proof_type)).await
                 })
                 .await
-                .map_err(temporary)
-                .and_then(|r| r.map_err(temporary));
-                self.processors
-                    .stage_metrics()
-                    .observe("c1", c1.is_ok(), started.elapsed());
-                Event::C1(Box::new(c1?))
+                .map_err(|e| rpc("WaitSeed", e))?;
+            match (w.should_wait, w.seed) {
+                (false, Some(seed)) => return Ok(Event::AssignSeed(seed)),
+                _ => tokio::time::sleep(std::time::Duration::from_secs(w.delay.max(1))).await,
             }
-            State::C1Done => {
-                let s = sector.expect("allocated");
-                let task = tasks::C2 {
-                    c1out: (**doc.c1out.as_ref().expect("c1 done")).clone(),
-                    prover_id: prover_id(s.id.miner),
-                    sector_id: SectorId::from(s.id.number),
-                    miner_id: s.id.miner,
-                };
-                Event::C2(self.processors.run(task).await.map_err(temporary)?.proof)
-            }
-            State::C2Done => {
-                let s = sector.expect("allocated");
-                let proof = ProofOnChainInfo {
-                    proof: Base64Bytes(doc.proof.clone().expect("c2 done")),
-                };
-                let r = c
-                    .call("SubmitProof", |c| {
-                        let p = proof.clone();
-                        async move { c.submit_proof(s.id, p, false).await }
-                    })
-                    .await
-                    .map_err(|e| rpc("SubmitProof", e))?;
-                submitted("proof", r, Event::SubmitProof)?
-            }
-            State::ProofSubmitted => {
-                let s = sector.expect("allocated");
-                self.until_landed("prove-commit", Event::Finish, Event::ReSubmitProof, || {
-                    c.call("PollProofState", |c| async move {
-                        c.poll_proof_state(s.id).await
-                    })
-                })
-                .await?
-            }
-            State::Finished | State::Aborted => return Ok(None),
-        }))
+        }
+    }
+
+    /// C1 has no task type (it only reads local files and is quick): it runs
+    /// in this process, through the same door as every stage.
+    async fn c1(&self, doc: &SectorDoc) -> Step<Event> {
+        let s = require(&doc.sector, "sector", doc.state)?;
+        let (cache, sealed) = (self.path(s, "cache"), self.path(s, "sealed"));
+        let (ticket, seed) = (
+            require(&doc.ticket, "ticket", doc.state)?.ticket.0,
+            require(&doc.seed, "seed", doc.state)?.seed.0,
+        );
+        let pc2 = require(&doc.pc2out, "pc2 output", doc.state)?.clone();
+        let pieces = doc.pieces.clone();
+        let id = s.id;
+        let c1 = self
+            .processors
+            .run_in_process(Stage::C1, move || {
+                vc_processors::builtin::seal_commit_phase1(
+                    &cache,
+                    &sealed,
+                    prover_id(id.miner),
+                    SectorId::from(id.number),
+                    ticket,
+                    seed,
+                    pc2,
+                    &pieces,
+                )
+            })
+            .await
+            .map_err(stage_failure)?;
+        Ok(Event::C1(Box::new(c1)))
+    }
+
+    async fn c2(&self, doc: &SectorDoc) -> Step<Event> {
+        let s = require(&doc.sector, "sector", doc.state)?;
+        let task = tasks::C2 {
+            c1out: (**require(&doc.c1out, "c1 output", doc.state)?).clone(),
+            prover_id: prover_id(s.id.miner),
+            sector_id: SectorId::from(s.id.number),
+            miner_id: s.id.miner,
+        };
+        Ok(Event::C2(self.run(task).await?.proof))
+    }
+
+    async fn submit_proof(&self, doc: &SectorDoc) -> Step<Event> {
+        let id = require(&doc.sector, "sector", doc.state)?.id;
+        let proof = ProofOnChainInfo {
+            proof: Base64Bytes(require(&doc.proof, "proof", doc.state)?.clone()),
+        };
+        let r = self
+            .client
+            .call("SubmitProof", |c| {
+                let p = proof.clone();
+                async move { c.submit_proof(id, p, false).await }
+            })
+            .await
+            .map_err(|e| rpc("SubmitProof", e))?;
+        submitted("proof", r, Event::SubmitProof)
+    }
+
+    async fn wait_proof(&self, doc: &SectorDoc) -> Step<Event> {
+        let id = require(&doc.sector, "sector", doc.state)?.id;
+        self.until_landed("prove-commit", Event::Finish, Event::ReSubmitProof, || {
+            self.client.call("PollProofState", |c| async move {
+                c.poll_proof_state(id).await
+            })
+        })
+        .await
+    }
+
+    /// Runs a stage's task; its error becomes a failure by its grade.
+    async fn run<T>(&self, task: T) -> Step<T::Output>
+    where
+        T: vc_processors::Task + Send + 'static,
+        T::Output: Send + 'static,
+        vc_processors::builtin::BuiltinProcessor: vc_processors::Processor<T>,
+    {
+        self.processors.run(task).await.map_err(stage_failure)
     }
 }

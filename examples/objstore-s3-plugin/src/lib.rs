@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use damocles_objstore::sdk::StorePlugin;
-use damocles_objstore::{check_range, Config, Error, Info, ObjectPath, Result, Store};
+use damocles_objstore::{check_range, Config, Error, ErrorKind, Info, ObjectPath, Result, Store};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
@@ -59,9 +59,12 @@ fn meta<'a>(cfg: &'a Config, key: &str) -> Option<&'a str> {
 fn meta_num<T: std::str::FromStr>(cfg: &Config, key: &str, default: T) -> Result<T> {
     match meta(cfg, key) {
         None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|_| Error::Config(format!("Meta.{key}: {v:?} is not a number"))),
+        Some(v) => v.parse().map_err(|_| {
+            Error::new(
+                ErrorKind::Config,
+                format!("Meta.{key}: {v:?} is not a number"),
+            )
+        }),
     }
 }
 
@@ -76,20 +79,20 @@ impl S3Store {
 
     fn fail(&self, p: &ObjectPath, what: &str, e: object_store::Error) -> Error {
         match e {
-            object_store::Error::NotFound { .. } => Error::NotFound(self.url(p)),
+            object_store::Error::NotFound { .. } => Error::new(ErrorKind::NotFound, self.url(p)),
             e @ (object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. }) => Error::Io(format!(
+            | object_store::Error::Unauthenticated { .. }) => Error::new(ErrorKind::Io, format!(
                 "{} {what}: access denied; check Meta.access_key_id and Meta.secret_access_key of store {}: {e}",
                 self.url(p),
                 self.instance()
             )),
-            other => Error::Io(format!("{} {what}: {other}", self.url(p))),
+            other => Error::new(ErrorKind::Io, format!("{} {what}: {other}", self.url(p))),
         }
     }
 
     fn writable(&self) -> Result<()> {
         if self.cfg.read_only {
-            return Err(Error::ReadOnly(self.instance().to_string()));
+            return Err(Error::new(ErrorKind::ReadOnly, self.instance().to_string()));
         }
         Ok(())
     }
@@ -100,7 +103,7 @@ impl StorePlugin for S3Store {
 
     fn open(cfg: Config) -> Result<Self> {
         if cfg.path.is_empty() {
-            return Err(Error::Config("Path (the bucket) is empty".into()));
+            return Err(Error::new(ErrorKind::Config, "Path (the bucket) is empty"));
         }
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(&cfg.path)
@@ -114,12 +117,14 @@ impl StorePlugin for S3Store {
             b = b.with_skip_signature(true);
         } else {
             let id = meta(&cfg, "access_key_id").ok_or_else(|| {
-                Error::Config(
-                    "Meta.access_key_id is missing (or set Meta.anonymous = \"true\")".into(),
+                Error::new(
+                    ErrorKind::Config,
+                    "Meta.access_key_id is missing (or set Meta.anonymous = \"true\")",
                 )
             })?;
-            let secret = meta(&cfg, "secret_access_key")
-                .ok_or_else(|| Error::Config("Meta.secret_access_key is missing".into()))?;
+            let secret = meta(&cfg, "secret_access_key").ok_or_else(|| {
+                Error::new(ErrorKind::Config, "Meta.secret_access_key is missing")
+            })?;
             b = b.with_access_key_id(id).with_secret_access_key(secret);
         }
         let retry = RetryConfig {
@@ -127,21 +132,25 @@ impl StorePlugin for S3Store {
             retry_timeout: Duration::from_secs(meta_num(&cfg, "retry_timeout_secs", 60u64)?),
             ..RetryConfig::default()
         };
-        let store = b
-            .with_retry(retry)
-            .build()
-            .map_err(|e| Error::Config(format!("S3 client for bucket {}: {e}", cfg.path)))?;
+        let store = b.with_retry(retry).build().map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("S3 client for bucket {}: {e}", cfg.path),
+            )
+        })?;
         let part_size = meta_num(&cfg, "part_size", 16 * MIB)?;
         if part_size < 5 * MIB {
-            return Err(Error::Config(format!(
-                "Meta.part_size: {part_size} is below S3's minimum part of 5 MiB"
-            )));
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("Meta.part_size: {part_size} is below S3's minimum part of 5 MiB"),
+            ));
         }
         let read_window = meta_num(&cfg, "read_window", READ_WINDOW)?;
         if read_window < MIB as u64 {
-            return Err(Error::Config(format!(
-                "Meta.read_window: {read_window} is below 1 MiB"
-            )));
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("Meta.read_window: {read_window} is below 1 MiB"),
+            ));
         }
         let mut prefix = meta(&cfg, "prefix").unwrap_or("").to_string();
         if !prefix.is_empty() && !prefix.ends_with('/') {
@@ -152,7 +161,12 @@ impl StorePlugin for S3Store {
             .thread_name("objstore-s3")
             .enable_all()
             .build()
-            .map_err(|e| Error::Other(format!("start the S3 plugin's runtime: {e}")))?;
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Other,
+                    format!("start the S3 plugin's runtime: {e}"),
+                )
+            })?;
         Ok(S3Store {
             bucket: cfg.path.clone(),
             capacity: meta_num(&cfg, "capacity", 1u64 << 50)?,
@@ -221,7 +235,10 @@ impl Store for S3Store {
             data.take(self.part_size as u64)
                 .read_to_end(&mut part)
                 .map_err(|e| {
-                    Error::Io(format!("{}: reading the data to put: {e}", self.url(path)))
+                    Error::new(
+                        ErrorKind::Io,
+                        format!("{}: reading the data to put: {e}", self.url(path)),
+                    )
                 })?;
             Ok(part)
         };
@@ -291,7 +308,12 @@ impl Store for S3Store {
         let metas: Vec<_> = self
             .rt
             .block_on(self.store.list(Some(&under)).try_collect())
-            .map_err(|e| Error::Io(format!("s3://{}/{under} list: {e}", self.bucket)))?;
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("s3://{}/{under} list: {e}", self.bucket),
+                )
+            })?;
         let mut out: Vec<String> = metas
             .into_iter()
             .map(|m| m.location.to_string())

@@ -14,6 +14,7 @@ use damocles_api::rpc::SealerApiClient;
 use damocles_api::*;
 use filecoin_proofs_api::seal::SealPreCommitPhase2Output;
 use jsonrpsee::http_client::{HeaderMap, HeaderValue, HttpClient, HttpClientBuilder};
+use vc_processors::sector::{objects, persisted_cache_files};
 
 use crate::{Commitments, MINER, SEAL_PROOF};
 
@@ -228,7 +229,7 @@ impl ManagerCommitments {
     }
 
     pub fn name(&self) -> String {
-        format!("s-t0{}-{}", self.sector.id.miner, self.sector.id.number)
+        self.sector.id.to_string()
     }
 }
 
@@ -277,15 +278,16 @@ impl Commitments for ManagerCommitments {
             .await
             .map_err(rpc)?
             .ok_or_else(|| anyhow!("no room in persist store {store_name}"))?;
-        let name = self.name();
         std::fs::create_dir_all(store_root.join("sealed"))?;
-        std::fs::copy(sealed, store_root.join("sealed").join(&name))
+        std::fs::copy(sealed, store_root.join(objects::sealed(id)))
             .context("persist the sealed file")?;
-        let dest = store_root.join("cache").join(&name);
-        std::fs::create_dir_all(&dest)?;
-        for f in vc_processors::builtin::persisted_cache_files(2048) {
-            std::fs::copy(cache.join(&f), dest.join(&f))
-                .with_context(|| format!("persist {}", f.display()))?;
+        std::fs::create_dir_all(store_root.join(objects::cache_dir(id)))?;
+        for f in persisted_cache_files(2048) {
+            std::fs::copy(
+                cache.join(f.to_string()),
+                store_root.join(objects::cache_file(id, f)),
+            )
+            .with_context(|| format!("persist {f}"))?;
         }
         ensure!(
             self.client

@@ -61,12 +61,12 @@ impl Children {
             async move { Producer::spawn(cfg).await.map_err(anyhow::Error::from) }
         };
         Ok(Children {
-            add_pieces: one(stage::ADD_PIECES).await?,
-            tree_d: one(stage::TREE_D).await?,
-            pc1: one(stage::PC1).await?,
-            pc2: one(stage::PC2).await?,
-            c2: one(stage::C2).await?,
-            window_post: one(stage::WINDOW_POST).await?,
+            add_pieces: one(AddPieces::STAGE).await?,
+            tree_d: one(TreeD::STAGE).await?,
+            pc1: one(PC1::STAGE).await?,
+            pc2: one(PC2::STAGE).await?,
+            c2: one(C2::STAGE).await?,
+            window_post: one(WindowPoSt::STAGE).await?,
         })
     }
 }

@@ -6,7 +6,7 @@ use std::ffi::CStr;
 use std::io::Read;
 
 use damocles_objstore::sdk::StorePlugin;
-use damocles_objstore::{Config, Error, Info, ObjectPath, Result, Store};
+use damocles_objstore::{Config, Error, ErrorKind, Info, ObjectPath, Result, Store};
 
 pub struct Misbehaving(Config);
 
@@ -24,13 +24,14 @@ impl Store for Misbehaving {
         panic!("asked to panic on stat of {path}");
     }
     fn get(&self, path: &ObjectPath, _: u64, _: Option<u64>) -> Result<Box<dyn Read + Send>> {
-        Err(Error::NotFound(path.to_string()))
+        Err(Error::new(ErrorKind::NotFound, path.to_string()))
     }
     fn put(&self, _: &ObjectPath, data: &mut dyn Read) -> Result<u64> {
-        std::io::copy(data, &mut std::io::sink()).map_err(|e| Error::Io(e.to_string()))
+        std::io::copy(data, &mut std::io::sink())
+            .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))
     }
     fn del(&self, path: &ObjectPath) -> Result<()> {
-        Err(Error::NotFound(path.to_string()))
+        Err(Error::new(ErrorKind::NotFound, path.to_string()))
     }
     fn list(&self, _: Option<&ObjectPath>) -> Result<Vec<String>> {
         Ok(vec![])
@@ -44,7 +45,10 @@ impl StorePlugin for Misbehaving {
     const KIND: &'static CStr = c"test-double";
     fn open(cfg: Config) -> Result<Self> {
         if let Some(why) = cfg.meta.get("fail_open") {
-            return Err(Error::Config(format!("asked to fail: {why}")));
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("asked to fail: {why}"),
+            ));
         }
         Ok(Misbehaving(cfg))
     }

@@ -12,6 +12,12 @@
 //! before each task; with `TEST_DOUBLE_HANG_ONCE=<file>`, the first task (no
 //! file yet) creates the file and never returns.
 //!
+//! `failing-pc1 <permanent|retryable>`: a pc1 processor on the real consumer
+//! whose every task fails with that v2 error kind. `v1-failing-pc1`: the same
+//! as a damocles-era child (ready line, `err_msg`, no kind). Both append a
+//! line to the file `TEST_DOUBLE_COUNT` for each task, so a test can count
+//! the attempts.
+//!
 //! Hand-written modes (raw lines, to misbehave below the consumer): `v1-strict`,
 //! `garbage`, `wrong-ready`, `exit-at-start`, `silent`, `reverse`,
 //! `crash-after-ready`, `mute` (reads requests, never answers).
@@ -100,6 +106,34 @@ where
     })
 }
 
+/// Appends a line to `TEST_DOUBLE_COUNT`, if set: one per task received.
+fn count_attempt() {
+    if let Some(file) = std::env::var_os("TEST_DOUBLE_COUNT") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+            .expect("open TEST_DOUBLE_COUNT");
+        writeln!(f, "attempt").expect("write TEST_DOUBLE_COUNT");
+    }
+}
+
+/// A pc1 processor whose every task fails with error kind `kind`.
+fn failing_pc1(kind: &str) -> anyhow::Result<()> {
+    let tag = match kind {
+        "permanent" => vc_processors::error::permanent,
+        "retryable" => vc_processors::error::retryable,
+        other => anyhow::bail!("failing-pc1: no kind {other:?} (permanent or retryable)"),
+    };
+    let kind = kind.to_string();
+    run_consumer::<PC1, _>(move |_: PC1, _: &Ctx| {
+        count_attempt();
+        Err(tag(anyhow::anyhow!(
+            "test double: this pc1 always fails ({kind})"
+        )))
+    })
+}
+
 fn out(line: &str) {
     let mut o = std::io::stdout().lock();
     writeln!(o, "{line}").unwrap();
@@ -118,6 +152,8 @@ fn main() -> anyhow::Result<()> {
                 other => anyhow::bail!("sealing: no stage {other:?} (pc1 or pc2)"),
             }
         }
+        "failing-pc1" => return failing_pc1(&std::env::args().nth(2).unwrap_or_default()),
+        "v1-failing-pc1" => out("pc1 processor ready"),
         "exit-at-start" => std::process::exit(7),
         "silent" => {
             std::thread::sleep(Duration::from_secs(3600));
@@ -148,6 +184,14 @@ fn main() -> anyhow::Result<()> {
                 out(&format!(
                     r#"{{"id":{},"err_msg":null,"output":{}}}"#,
                     v["id"], v["task"]
+                ));
+            }
+            "v1-failing-pc1" => {
+                let v: Value = serde_json::from_str(&line)?;
+                count_attempt();
+                out(&format!(
+                    r#"{{"id":{},"err_msg":"test double: this v1 pc1 always fails","output":null}}"#,
+                    v["id"]
                 ));
             }
             "garbage" => out("this is not json at all"),

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use filecoin_proofs_api::{post, seal, update, PrivateReplicaInfo, StorageProofsError};
 
+use damocles_sector::CacheFile;
+
 use crate::consumer::{catch_panic, Ctx, Processor};
 use crate::error::{permanent, resource};
 use crate::tasks::*;
@@ -213,9 +215,7 @@ impl Processor<Unseal> for BuiltinProcessor {
 
 /// Where tree-d lives in a cache dir (`sc-02-data-tree-d.dat`).
 pub fn tree_d_path(cache_dir: &Path) -> PathBuf {
-    use filecoin_proofs::StoreConfig;
-    use storage_proofs_core::cache_key::CacheKey;
-    StoreConfig::data_path(cache_dir, &CacheKey::CommDTree.to_string())
+    cache_dir.join(CacheFile::TreeD.to_string())
 }
 
 /// Bytes of a sector's tree-d: every node of a binary tree over its 32-byte leaves.
@@ -427,28 +427,34 @@ fn ensure_file(p: &Path, what: &str) -> Result<()> {
 fn replica_files_present(r: &PoStReplicaInfo, sector_size: u64) -> bool {
     let sealed_ok = fs::metadata(&r.sealed_file).is_ok_and(|m| m.is_file() && m.len() > 0);
     sealed_ok
-        && persisted_cache_files(sector_size)
+        && damocles_sector::persisted_cache_files(sector_size)
             .iter()
-            .all(|f| r.cache_dir.join(f).is_file())
+            .all(|f| r.cache_dir.join(f.to_string()).is_file())
 }
 
-/// The files a sealed sector of `sector_size` bytes keeps in its cache dir after
-/// `clear_cache`: what persisting copies and what PoSt, unseal and snap read.
-pub fn persisted_cache_files(sector_size: u64) -> Vec<PathBuf> {
-    let size = sector_size;
-    let trees: usize = match size {
-        s if s <= 512 << 20 => 1,
-        s if s <= 32 << 30 => 8,
-        _ => 16,
-    };
-    let mut files: Vec<PathBuf> = if trees == 1 {
-        vec!["sc-02-data-tree-r-last.dat".into()]
-    } else {
-        (0..trees)
-            .map(|i| format!("sc-02-data-tree-r-last-{i}.dat").into())
-            .collect()
-    };
-    files.push("p_aux".into());
-    files.push("t_aux".into());
-    files
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use filecoin_proofs::StoreConfig;
+    use storage_proofs_core::cache_key::CacheKey;
+
+    /// The layout crate names cache files without the proofs library: they
+    /// must be the names the library reads and writes.
+    #[test]
+    fn cache_file_names_are_the_librarys() {
+        let dir = Path::new("/c");
+        let data = |k: CacheKey| StoreConfig::data_path(dir, &k.to_string());
+        assert_eq!(tree_d_path(dir), data(CacheKey::CommDTree));
+        assert_eq!(
+            dir.join(CacheFile::TreeRLast(None).to_string()),
+            data(CacheKey::CommRLastTree)
+        );
+        assert_eq!(
+            dir.join(CacheFile::TreeRLast(Some(3)).to_string()),
+            StoreConfig::data_path(dir, &format!("{}-3", CacheKey::CommRLastTree))
+        );
+        assert_eq!(CacheFile::PAux.to_string(), CacheKey::PAux.to_string());
+        assert_eq!(CacheFile::TAux.to_string(), CacheKey::TAux.to_string());
+    }
 }

@@ -11,15 +11,18 @@ mod config;
 mod error;
 
 use std::collections::{HashMap, VecDeque};
+use std::io::{IoSlice, Write as _};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncBufReadExt, BufReader, Interest, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::{oneshot, watch, Notify};
 
 pub use self::config::{Backoff, EnvOverrides, ProducerConfig, ProtocolChoice};
 pub use self::error::{ProcessorError, SpawnError};
@@ -66,7 +69,7 @@ enum LinkState {
 struct ChildLink {
     pid: u32,
     hello: Option<Hello>,
-    to_child: mpsc::UnboundedSender<String>,
+    stdin: StdinWriter,
     /// In-flight requests; `None` once the child is gone, so that no request can
     /// be added after the others were failed.
     pending: Mutex<Option<HashMap<u64, Reply>>>,
@@ -231,7 +234,7 @@ impl Producer {
             .request_timeout
             .filter(|_| link.v2_has(features::DEADLINE))
             .map(|t| t.saturating_sub(started.elapsed()).as_millis() as u64);
-        let line = serde_json::to_string(&Request {
+        let mut line = serde_json::to_vec(&Request {
             id,
             task,
             timeout_ms,
@@ -240,13 +243,21 @@ impl Producer {
             stage: cfg.stage.clone(),
             detail: e.to_string(),
         })?;
+        line.push(b'\n');
 
         let (tx, rx) = oneshot::channel();
-        if !link.add_pending(id, tx) || link.to_child.send(line).is_err() {
-            link.take_pending(id);
+        if !link.add_pending(id, tx) {
             return Err(ProcessorError::ChildExited {
                 stage: cfg.stage.clone(),
                 detail: "the child just exited".into(),
+            });
+        }
+        if let Err(e) = link.stdin.send(line) {
+            link.take_pending(id);
+            link.request_kill(format!("write stdin: {e}"));
+            return Err(ProcessorError::ChildExited {
+                stage: cfg.stage.clone(),
+                detail: format!("cannot write the request: {e}"),
             });
         }
 
@@ -284,12 +295,15 @@ impl Producer {
                 ?limit,
                 "request timed out; cancelling it"
             );
-            let frame = serde_json::to_string(&ParentFrame::Cancel(id)).expect("frame serializes");
             link.cancelling
                 .lock()
                 .expect("poisoned")
                 .insert(id, Instant::now() + self.inner.cfg.cancel_grace);
-            let _ = link.to_child.send(frame);
+            // A frame that cannot be sent is caught by the cancel grace.
+            if let Ok(mut frame) = serde_json::to_vec(&ParentFrame::Cancel(id)) {
+                frame.push(b'\n');
+                let _ = link.stdin.send(frame);
+            }
         } else {
             tracing::error!(
                 stage,
@@ -346,10 +360,132 @@ impl Producer {
 /// The parts of a running child that only the supervisor touches.
 struct Session {
     child: Child,
-    stdin: ChildStdin,
     /// `Lines::next_line` is cancel-safe, which the select loop relies on.
     stdout: Lines<BufReader<ChildStdout>>,
-    from_requests: mpsc::UnboundedReceiver<String>,
+}
+
+/// The child's stdin. A request is written by the task that makes it, with a
+/// non-blocking write, so sending wakes no other task or thread. What the pipe
+/// cannot take at once waits in the backlog, later lines queue behind it, and
+/// the session loop drains it as the child reads; lines never interleave.
+struct StdinWriter {
+    fd: AsyncFd<std::fs::File>,
+    backlog: Mutex<Backlog>,
+    /// Tells the session loop that the backlog is no longer empty.
+    more: Notify,
+}
+
+#[derive(Default)]
+struct Backlog {
+    chunks: VecDeque<Vec<u8>>,
+    /// Bytes of the first chunk already written.
+    written: usize,
+}
+
+/// At most this many chunks go into one `writev`.
+const WRITEV_CHUNKS: usize = 64;
+
+impl StdinWriter {
+    fn new(stdin: tokio::process::ChildStdin) -> std::io::Result<StdinWriter> {
+        let fd: OwnedFd = stdin.into_owned_fd()?;
+        set_nonblocking(&fd)?;
+        let file = std::fs::File::from(fd);
+        // SAFETY: the File owns its descriptor, which stays open, and is the one
+        // `as_raw_fd` returns, until the AsyncFd (and the File in it) is dropped.
+        let fd = unsafe { AsyncFd::register_with_interest(file, Interest::WRITABLE)? };
+        Ok(StdinWriter {
+            fd,
+            backlog: Mutex::new(Backlog::default()),
+            more: Notify::new(),
+        })
+    }
+
+    fn backlog(&self) -> MutexGuard<'_, Backlog> {
+        // Nothing is left half-done under this lock: a poisoned one is usable.
+        self.backlog.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes a whole line (newline included), or queues what the pipe does not take.
+    fn send(&self, line: Vec<u8>) -> std::io::Result<()> {
+        let mut backlog = self.backlog();
+        if !backlog.chunks.is_empty() {
+            backlog.chunks.push_back(line);
+            return Ok(());
+        }
+        let mut written = 0;
+        while written < line.len() {
+            match self.fd.get_ref().write(&line[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if written < line.len() {
+            backlog.written = written;
+            backlog.chunks.push_back(line);
+            drop(backlog);
+            self.more.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Writes the backlog as the pipe takes it; returns only on a write error.
+    /// Cancel-safe: it waits only while holding nothing.
+    async fn drain(&self) -> std::io::Error {
+        loop {
+            if self.backlog().chunks.is_empty() {
+                self.more.notified().await;
+                continue;
+            }
+            let mut ready = match self.fd.writable().await {
+                Ok(ready) => ready,
+                Err(e) => return e,
+            };
+            let mut backlog = self.backlog();
+            let Backlog { chunks, written } = &mut *backlog;
+            let result = ready.try_io(|fd| {
+                let mut slices = Vec::with_capacity(chunks.len().min(WRITEV_CHUNKS));
+                for (i, chunk) in chunks.iter().take(WRITEV_CHUNKS).enumerate() {
+                    let skip = if i == 0 { *written } else { 0 };
+                    slices.push(IoSlice::new(&chunk[skip..]));
+                }
+                fd.get_ref().write_vectored(&slices)
+            });
+            match result {
+                Ok(Ok(mut n)) => {
+                    while let Some(front) = chunks.front() {
+                        let left = front.len() - *written;
+                        if n < left {
+                            *written += n;
+                            break;
+                        }
+                        n -= left;
+                        *written = 0;
+                        chunks.pop_front();
+                    }
+                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return e,
+                // Not writable after all; wait for the next readiness.
+                Err(_would_block) => {}
+            }
+        }
+    }
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own, with plain integer arguments.
+    let ok = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) >= 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Spawns the child and reads its opening line.
@@ -399,9 +535,20 @@ async fn start_child(cfg: &ProducerConfig) -> Result<(Session, Arc<ChildLink>), 
 
     let mut child = cmd.spawn().map_err(|e| format!("spawn failed: {e}"))?;
     let pid = child.id().unwrap_or(0);
-    let stdin = child.stdin.take().expect("piped");
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-    let stderr = child.stderr.take().expect("piped");
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        let _ = child.start_kill();
+        return Err("spawned without its pipes".into());
+    };
+    let stdin = match StdinWriter::new(stdin) {
+        Ok(stdin) => stdin,
+        Err(e) => {
+            let _ = child.start_kill();
+            return Err(format!("set up stdin: {e}"));
+        }
+    };
+    let mut stdout = BufReader::new(stdout);
     tokio::spawn(forward_stderr(cfg.stage.clone(), pid, stderr));
 
     let mut first = String::new();
@@ -447,11 +594,10 @@ async fn start_child(cfg: &ProducerConfig) -> Result<(Session, Arc<ChildLink>), 
         "processor ready"
     );
 
-    let (to_child, from_requests) = mpsc::unbounded_channel();
     let link = Arc::new(ChildLink {
         pid,
         hello,
-        to_child,
+        stdin,
         pending: Mutex::new(Some(HashMap::new())),
         cancelling: Mutex::new(HashMap::new()),
         kill: Notify::new(),
@@ -460,9 +606,7 @@ async fn start_child(cfg: &ProducerConfig) -> Result<(Session, Arc<ChildLink>), 
     Ok((
         Session {
             child,
-            stdin,
             stdout: stdout.lines(),
-            from_requests,
         },
         link,
     ))
@@ -596,9 +740,9 @@ async fn supervise(
     }
 }
 
-/// Pumps one child's stdin and stdout until it exits or must be killed; returns why.
+/// Reads one child's stdout, and writes what its stdin could not take at once,
+/// until it exits or must be killed; returns why.
 async fn run_session(cfg: &ProducerConfig, s: &mut Session, link: &ChildLink) -> String {
-    let mut stdin = BufWriter::new(&mut s.stdin);
     let mut last_heard = Instant::now();
     let watch_liveness = link.v2_has(features::HEARTBEAT);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -615,19 +759,7 @@ async fn run_session(cfg: &ProducerConfig, s: &mut Session, link: &ChildLink) ->
                     return reason;
                 }
             }
-            out = s.from_requests.recv() => {
-                let Some(out) = out else { return "producer closed".into() };
-                let mut result = write_line(&mut stdin, &out).await;
-                while result.is_ok() {
-                    match s.from_requests.try_recv() {
-                        Ok(more) => result = write_line(&mut stdin, &more).await,
-                        Err(_) => break,
-                    }
-                }
-                if let Err(e) = result.and(stdin.flush().await) {
-                    return format!("write stdin: {e}");
-                }
-            }
+            e = link.stdin.drain() => return format!("write stdin: {e}"),
             _ = link.kill.notified() => {
                 return link.kill_reason.lock().expect("poisoned").clone().unwrap_or_else(|| "killed".into());
             }
@@ -643,14 +775,6 @@ async fn run_session(cfg: &ProducerConfig, s: &mut Session, link: &ChildLink) ->
             }
         }
     }
-}
-
-async fn write_line<W: tokio::io::AsyncWrite + Unpin>(
-    w: &mut W,
-    line: &str,
-) -> std::io::Result<()> {
-    w.write_all(line.as_bytes()).await?;
-    w.write_all(b"\n").await
 }
 
 /// Handles one line from the child. An error means the stream can no longer be

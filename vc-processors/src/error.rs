@@ -9,7 +9,9 @@ pub use crate::protocol::ErrorKind;
 /// [`classify`].
 #[derive(Debug)]
 pub struct Classified {
+    /// The class reported to the parent.
     pub kind: ErrorKind,
+    /// The error itself; it alone decides the message.
     pub error: anyhow::Error,
 }
 

@@ -80,6 +80,8 @@ pub struct PreparedPlacement {
 }
 
 impl Placement {
+    /// True when there is nothing to apply: no CPU set and no NUMA node
+    /// (a cgroup without a CPU set is not used).
     pub fn is_empty(&self) -> bool {
         self.cpuset.is_none() && self.numa_preferred.is_none()
     }
@@ -223,11 +225,13 @@ pub fn apply_placement_from_env() {
 pub fn current_affinity() -> Result<Vec<usize>> {
     // SAFETY: zeroed cpu_set_t is valid; sched_getaffinity fills it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed.
     if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
     {
         return Err(std::io::Error::last_os_error().into());
     }
     Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: every index is below CPU_SETSIZE; `set` is initialised.
         .filter(|c| unsafe { libc::CPU_ISSET(*c, &set) })
         .collect())
 }

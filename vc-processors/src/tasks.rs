@@ -69,19 +69,25 @@ pub enum PieceFile {
     Pledge,
 }
 
+/// One piece of an [`AddPieces`] task.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Piece {
+    /// Where its bytes come from.
     pub piece_file: PieceFile,
     /// Bytes to read from the source; the rest of `piece_size` is zero-filled.
     pub payload_size: u64,
+    /// Its size in unpadded bytes (fr32 padding makes it 128/127 larger).
     pub piece_size: UnpaddedBytesAmount,
 }
 
 /// Writes pieces (fr32-padded) into the staged file. Output: their commitments.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AddPieces {
+    /// The seal proof type, which fixes the sector size.
     pub seal_proof_type: RegisteredSealProof,
+    /// The pieces in sector order; empty for a committed-capacity sector.
     pub pieces: Vec<Piece>,
+    /// The staged (unsealed) file, created or truncated, then written.
     pub staged_filepath: PathBuf,
 }
 
@@ -93,8 +99,11 @@ impl Task for AddPieces {
 /// Builds tree-d of the staged file into `cache_dir`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TreeD {
+    /// The seal proof type, which fixes the sector size.
     pub registered_proof: RegisteredSealProof,
+    /// The staged file, exactly sector-size bytes.
     pub staged_file: PathBuf,
+    /// Where `sc-02-data-tree-d.dat` is written.
     pub cache_dir: PathBuf,
 }
 
@@ -106,13 +115,21 @@ impl Task for TreeD {
 /// Pre-commit phase 1 (SDR labelling). `out_path` (the sealed file) must exist.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PC1 {
+    /// The sector's seal proof type.
     pub registered_proof: RegisteredSealProof,
+    /// The sector's cache dir; receives the layer labels.
     pub cache_path: PathBuf,
+    /// The staged file (the sector's unsealed data).
     pub in_path: PathBuf,
+    /// The sealed file.
     pub out_path: PathBuf,
+    /// The miner's prover id, derived from its actor id (see [`prover_id`]).
     pub prover_id: ProverId,
+    /// The sector number.
     pub sector_id: SectorId,
+    /// The ticket drawn from the chain for this sector (32 bytes).
     pub ticket: Ticket,
+    /// The sector's pieces, as `add_pieces` returned them.
     pub piece_infos: Vec<PieceInfo>,
 }
 
@@ -124,8 +141,11 @@ impl Task for PC1 {
 /// Pre-commit phase 2 (tree-c, tree-r-last, comm_r). Rewrites the sealed file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PC2 {
+    /// The `pc1` output, unchanged.
     pub pc1out: SealPreCommitPhase1Output,
+    /// The cache dir PC1 wrote; receives tree-c and tree-r-last.
     pub cache_dir: PathBuf,
+    /// The sealed file, rewritten as the replica.
     pub sealed_file: PathBuf,
 }
 
@@ -137,9 +157,13 @@ impl Task for PC2 {
 /// Commit phase 2: the Groth16 SNARK of the C1 vanilla proofs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct C2 {
+    /// The commit phase 1 output (C1 always runs inside the worker).
     pub c1out: SealCommitPhase1Output,
+    /// The miner's prover id, as in PC1.
     pub prover_id: ProverId,
+    /// The sector number.
     pub sector_id: SectorId,
+    /// The miner's actor id (`1000` for `f01000`).
     pub miner_id: ActorID,
 }
 
@@ -151,19 +175,30 @@ impl Task for C2 {
 /// Snap-deal encoding of new data into an existing replica.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SnapEncode {
+    /// The snap-deal update proof type.
     pub registered_proof: RegisteredUpdateProof,
+    /// The new replica (`update`) file, sized to the old sealed file and written.
     pub new_replica_path: PathBuf,
+    /// The new replica's cache dir (`update-cache`).
     pub new_cache_path: PathBuf,
+    /// The sector's current sealed file (the sector key).
     pub sector_path: PathBuf,
+    /// The sector's current cache dir.
     pub sector_cache_path: PathBuf,
+    /// The staged file holding the new data.
     pub staged_data_path: PathBuf,
+    /// The new data's pieces.
     pub piece_infos: Vec<PieceInfo>,
 }
 
+/// The commitments of a snap-deal encoded replica.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapEncodeOutput {
+    /// The new replica commitment.
     pub comm_r_new: Commitment,
+    /// Root of the new replica's tree-r-last.
     pub comm_r_last_new: Commitment,
+    /// Data commitment of the new data.
     pub comm_d_new: Commitment,
 }
 
@@ -175,11 +210,15 @@ impl Task for SnapEncode {
 /// Snap-deal proof from vanilla partition proofs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SnapProve {
+    /// The snap-deal update proof type.
     pub registered_proof: RegisteredUpdateProof,
     /// Spelt this way on the wire, as in damocles.
     pub vannilla_proofs: Vec<Vec<u8>>,
+    /// The replica commitment before the update.
     pub comm_r_old: Commitment,
+    /// The replica commitment after the update.
     pub comm_r_new: Commitment,
+    /// Data commitment of the new data.
     pub comm_d_new: Commitment,
 }
 
@@ -191,29 +230,41 @@ impl Task for SnapProve {
     type Output = SnapProveOutput;
 }
 
+/// A store that [`Transfer`] routes may name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferStoreInfo {
+    /// The store's name (the same as its key in [`Transfer::stores`]).
     pub name: String,
+    /// The store's meta from the manager; the builtin resolves paths under `meta["path"]`.
     pub meta: Option<BTreeMap<String, String>>,
 }
 
+/// One end of a [`TransferRoute`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferItem {
     /// `None`: a local path.
     pub store_name: Option<String>,
+    /// An absolute local path, or a path inside the store (no `..`).
     pub uri: PathBuf,
 }
 
+/// How a route is carried out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferOption {
+    /// The source is a directory, copied recursively; else a file.
     pub is_dir: bool,
+    /// A symlink may stand in for the copy (unless the processor runs with `--disable_link`).
     pub allow_link: bool,
 }
 
+/// One copy (or link) from `src` to `dest`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferRoute {
+    /// What to copy; must exist and be of the kind `opt` says.
     pub src: TransferItem,
+    /// Where to put it; an existing entry of the same kind is replaced.
     pub dest: TransferItem,
+    /// `null`: a file, copied.
     pub opt: Option<TransferOption>,
 }
 
@@ -222,6 +273,7 @@ pub struct TransferRoute {
 pub struct Transfer {
     /// Sorted, so the JSON is the same on every run.
     pub stores: BTreeMap<String, TransferStoreInfo>,
+    /// Carried out in order; the first failure ends the task.
     pub routes: Vec<TransferRoute>,
 }
 
@@ -233,18 +285,26 @@ impl Task for Transfer {
 /// One sealed sector as PoSt needs it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoStReplicaInfo {
+    /// The sector number.
     pub sector_id: SectorId,
+    /// Its replica commitment.
     pub comm_r: Commitment,
+    /// Its cache dir (tree-r-last and `p_aux`).
     pub cache_dir: PathBuf,
+    /// Its sealed file (the `update` file for a snap-upgraded sector).
     pub sealed_file: PathBuf,
 }
 
 /// Window PoSt over one partition's sectors.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WindowPoSt {
+    /// The miner's actor id; its prover id is derived from it.
     pub miner_id: ActorID,
+    /// A window PoSt proof type, e.g. `StackedDrgWindow32GiBV1_2`.
     pub proof_type: RegisteredPoStProof,
+    /// The partition's sectors.
     pub replicas: Vec<PoStReplicaInfo>,
+    /// The challenge randomness; the manager clears the top two bits of its last byte.
     pub seed: ChallengeSeed,
 }
 
@@ -252,7 +312,9 @@ pub struct WindowPoSt {
 /// sectors in `faults`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowPoStOutput {
+    /// One proof per partition, base64 on the wire; empty when `faults` is not.
     pub proofs: Vec<SnarkProof>,
+    /// Numbers of the sectors found faulty.
     pub faults: Vec<u64>,
 }
 
@@ -264,14 +326,20 @@ impl Task for WindowPoSt {
 /// Winning PoSt over the challenged sectors.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WinningPoSt {
+    /// The miner's actor id; its prover id is derived from it.
     pub miner_id: ActorID,
+    /// A winning PoSt proof type, e.g. `StackedDrgWinning32GiBV1`.
     pub proof_type: RegisteredPoStProof,
+    /// The challenged sectors.
     pub replicas: Vec<PoStReplicaInfo>,
+    /// The challenge randomness.
     pub seed: ChallengeSeed,
 }
 
+/// The result of a [`WinningPoSt`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WinningPoStOutput {
+    /// The proofs, base64 on the wire.
     pub proofs: Vec<SnarkProof>,
 }
 
@@ -283,15 +351,25 @@ impl Task for WinningPoSt {
 /// Recovers unsealed bytes of a sealed sector into `unsealed_output`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Unseal {
+    /// The sector's seal proof type.
     pub registered_proof: RegisteredSealProof,
+    /// The miner's prover id, as in PC1.
     pub prover_id: ProverId,
+    /// The sector number.
     pub sector_id: SectorId,
+    /// The sector's data commitment.
     pub comm_d: Commitment,
+    /// The ticket the sector was sealed with.
     pub ticket: Ticket,
+    /// The sector's cache dir.
     pub cache_dir: PathBuf,
+    /// The sealed file.
     pub sealed_file: PathBuf,
+    /// Where the unsealed bytes go (created or truncated).
     pub unsealed_output: PathBuf,
+    /// Where to start, unpadded bytes from the start of the sector.
     pub offset: UnpaddedByteIndex,
+    /// How many unpadded bytes to recover.
     pub num_bytes: UnpaddedBytesAmount,
 }
 

@@ -10,6 +10,7 @@ use crate::types::*;
 
 #[rpc(server, client, namespace = "Venus", namespace_separator = ".")]
 pub trait ManagerCliApi {
+    /// The sector records of `kind` (online, offline or both), as the manager stores them.
     #[method(name = "ListSectors")]
     async fn list_sectors(&self, kind: SectorListKind) -> RpcResult<Vec<SectorState>>;
 
@@ -30,9 +31,11 @@ pub trait ManagerCliApi {
     #[method(name = "RestoreSector")]
     async fn restore_sector(&self, sector: SectorID) -> RpcResult<()>;
 
+    /// Every persist store the manager knows, with its space and reservations.
     #[method(name = "StoreList")]
     async fn store_list(&self) -> RpcResult<Vec<StoreDetail>>;
 
+    /// The chain's head epoch and time, the network name and the block time.
     #[method(name = "ChainHead")]
     async fn chain_head(&self) -> RpcResult<ChainHeadInfo>;
 

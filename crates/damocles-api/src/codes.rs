@@ -21,7 +21,9 @@ macro_rules! numbered {
         pub enum $name { $($(#[$vdoc])* $variant = $n),+ }
 
         impl $name {
+            /// The number sent on the wire.
             pub fn code(self) -> u64 { self as u64 }
+            /// The variant numbered `n`; `None` for a number it does not know (0 included).
             pub fn from_code(n: u64) -> Option<Self> {
                 match n { $($n => Some($name::$variant),)+ _ => None }
             }
@@ -47,12 +49,15 @@ macro_rules! numbered {
 numbered! {
     /// Outcome of SubmitPreCommit / SubmitProof (`Res`). 0 is never sent.
     SubmitResult {
+        /// Taken; the worker goes on to poll the message.
         Accepted = 1,
         /// The same content was submitted before.
         DuplicateSubmit = 2,
         /// Submitted again with different content.
         MismatchedSubmission = 3,
+        /// Refused (`Desc` says why); the worker aborts the sector.
         Rejected = 4,
+        /// The sector's files are missing; the worker fails permanently.
         FilesMissed = 5,
     }
 }
@@ -60,13 +65,19 @@ numbered! {
 numbered! {
     /// Where a submitted message stands (`State` of the Poll* responses). 0 is never sent.
     OnChainState {
+        /// The message waits in the message pool; keep polling.
         Pending = 1,
+        /// The message is on chain, waiting for confirmations; keep polling.
         Packed = 2,
+        /// Executed successfully and confirmed; polling is done.
         Landed = 3,
+        /// No such message was submitted; the worker fails permanently.
         NotFound = 4,
         /// Failed; the worker resubmits.
         Failed = 5,
+        /// Failed in a way a resubmit cannot fix; the worker fails permanently.
         PermFailed = 6,
+        /// The sector cannot go on; the worker aborts it.
         ShouldAbort = 7,
     }
 }
@@ -116,6 +127,7 @@ impl SealProof {
         }))
     }
 
+    /// The number on the wire: the position in Go's `abi.RegisteredSealProof` (0–19).
     pub fn code(self) -> i64 {
         SEAL_PROOFS
             .iter()
@@ -123,6 +135,7 @@ impl SealProof {
             .expect("every variant is listed") as i64
     }
 
+    /// The proof type numbered `n`; `None` outside 0–19.
     pub fn from_code(n: i64) -> Option<SealProof> {
         usize::try_from(n)
             .ok()

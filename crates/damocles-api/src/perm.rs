@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A permission a token may carry, lowest first (the order [`Permission::and_below`] uses).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Permission {
@@ -21,6 +22,7 @@ pub enum Permission {
 }
 
 impl Permission {
+    /// Every permission, lowest first.
     pub const ALL: [Permission; 4] = [
         Permission::Read,
         Permission::Write,
@@ -28,6 +30,7 @@ impl Permission {
         Permission::Admin,
     ];
 
+    /// The lowercase name tokens carry (`read`, `write`, `sign`, `admin`).
     pub fn as_str(self) -> &'static str {
         match self {
             Permission::Read => "read",

@@ -30,9 +30,11 @@ pub trait SealerApi {
         spec: AcquireDealsSpec,
     ) -> RpcResult<Option<Vec<SectorPiece>>>;
 
+    /// The sector's PC1 ticket: drawn from the chain on the first call, the stored one after.
     #[method(name = "AssignTicket")]
     async fn assign_ticket(&self, sector: SectorID) -> RpcResult<Ticket>;
 
+    /// Sends the sector's precommit on chain; `reset` resubmits after a `Failed` poll.
     #[method(name = "SubmitPreCommit")]
     async fn submit_pre_commit(
         &self,
@@ -41,6 +43,7 @@ pub trait SealerApi {
         reset: bool,
     ) -> RpcResult<SubmitResp>;
 
+    /// Where the precommit message stands; the worker polls until `Landed`.
     #[method(name = "PollPreCommitState")]
     async fn poll_pre_commit_state(&self, sector: SectorID) -> RpcResult<PollStateResp>;
 
@@ -57,6 +60,8 @@ pub trait SealerApi {
         is_upgrade: bool,
     ) -> RpcResult<bool>;
 
+    /// The interactive seed once the chain has released it, else how long to wait.
+    /// Older workers send no `proof_type`.
     #[method(name = "WaitSeed")]
     async fn wait_seed(
         &self,
@@ -64,6 +69,7 @@ pub trait SealerApi {
         proof_type: Option<SealProof>,
     ) -> RpcResult<WaitSeedResp>;
 
+    /// Sends the sector's prove-commit with its C2 proof; `reset` resubmits after a `Failed` poll.
     #[method(name = "SubmitProof")]
     async fn submit_proof(
         &self,
@@ -72,9 +78,12 @@ pub trait SealerApi {
         reset: bool,
     ) -> RpcResult<SubmitResp>;
 
+    /// Where the prove-commit message stands; the worker polls until `Landed`.
     #[method(name = "PollProofState")]
     async fn poll_proof_state(&self, sector: SectorID) -> RpcResult<PollStateResp>;
 
+    /// Records the worker's latest state change (or failure); answers `Finalized`
+    /// for a sector the manager already holds offline.
     #[method(name = "ReportState")]
     async fn report_state(
         &self,
@@ -82,12 +91,15 @@ pub trait SealerApi {
         req: ReportStateReq,
     ) -> RpcResult<SectorStateResp>;
 
+    /// The worker finished the sector: it is marked finalized and moves offline.
     #[method(name = "ReportFinalized")]
     async fn report_finalized(&self, sector: SectorID) -> RpcResult<()>;
 
+    /// The worker gave the sector up: it is marked aborted with `reason` and moves offline.
     #[method(name = "ReportAborted")]
     async fn report_aborted(&self, sector: SectorID, reason: String) -> RpcResult<()>;
 
+    /// A worker's periodic liveness report with its thread counts; the manager records when.
     #[method(name = "WorkerPing")]
     async fn worker_ping(&self, info: WorkerInfo) -> RpcResult<()>;
 
@@ -100,6 +112,7 @@ pub trait SealerApi {
         candidates: Vec<String>,
     ) -> RpcResult<Option<StoreBasicInfo>>;
 
+    /// The persist store named `instance`, or `null` if the manager has none by that name.
     #[method(name = "StoreBasicInfo")]
     async fn store_basic_info(&self, instance: String) -> RpcResult<Option<StoreBasicInfo>>;
 }

@@ -9,6 +9,7 @@ use crate::encoding::{Base64Bytes, Bytes32};
 
 pub use damocles_sector::{ActorID, SectorID, SectorNumber};
 
+/// A chain height (Go `abi.ChainEpoch`), signed as on the wire.
 pub type ChainEpoch = i64;
 
 /// What a sealing thread may take (AllocateSector's parameter). Empty or null
@@ -16,7 +17,9 @@ pub type ChainEpoch = i64;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct AllocateSectorSpec {
+    /// Miner actor ids the thread may seal for (`AllowedMiners`).
     pub allowed_miners: Option<Vec<ActorID>>,
+    /// Seal proof types the thread can seal (`AllowedProofTypes`), as numbers.
     pub allowed_proof_types: Option<Vec<SealProof>>,
 }
 
@@ -26,6 +29,7 @@ pub struct AllocatedSector {
     /// Spelt `ID` on the wire (no json tag in Go).
     #[serde(rename = "ID")]
     pub id: SectorID,
+    /// The seal proof type to seal it with.
     #[serde(rename = "ProofType")]
     pub proof_type: SealProof,
 }
@@ -34,7 +38,10 @@ pub struct AllocatedSector {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct AcquireDealsSpec {
+    /// At most this many deals; `null` for no limit.
     pub max_deals: Option<u64>,
+    /// The worker's `min_deal_space`: the least bytes of deal data to fill the
+    /// sector with; `null` when unset.
     pub min_used_space: Option<u64>,
 }
 
@@ -42,7 +49,9 @@ pub struct AcquireDealsSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Ticket {
+    /// 32 random bytes, base64 on the wire (any other length fails to decode).
     pub ticket: Bytes32,
+    /// The epoch it was drawn at (the head minus the ticket lookback).
     pub epoch: ChainEpoch,
 }
 
@@ -50,7 +59,9 @@ pub struct Ticket {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Seed {
+    /// 32 random bytes, base64 on the wire.
     pub seed: Bytes32,
+    /// The epoch it was drawn at (the precommit's epoch plus the seed delay).
     pub epoch: ChainEpoch,
 }
 
@@ -58,8 +69,11 @@ pub struct Seed {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PreCommitOnChainInfo {
+    /// The replica commitment from PC2 (`CommR`).
     pub comm_r: [u8; 32],
+    /// The unsealed data commitment (`CommD`).
     pub comm_d: [u8; 32],
+    /// The ticket PC1 sealed with.
     pub ticket: Ticket,
 }
 
@@ -67,6 +81,7 @@ pub struct PreCommitOnChainInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ProofOnChainInfo {
+    /// The C2 proof bytes, base64 on the wire (192 bytes per partition).
     pub proof: Base64Bytes,
 }
 
@@ -74,7 +89,9 @@ pub struct ProofOnChainInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SubmitResp {
+    /// The outcome (`Res`, a number; never 0).
     pub res: SubmitResult,
+    /// An explanation, e.g. why it was rejected; `null` when there is none.
     pub desc: Option<String>,
 }
 
@@ -82,7 +99,9 @@ pub struct SubmitResp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PollStateResp {
+    /// Where the message stands (`State`, a number; never 0).
     pub state: OnChainState,
+    /// A detail (the message, why it failed); `null` when there is none.
     pub desc: Option<String>,
 }
 
@@ -90,9 +109,11 @@ pub struct PollStateResp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct WaitSeedResp {
+    /// True while the seed is not available yet: ask again after `delay`.
     pub should_wait: bool,
     /// Seconds.
     pub delay: u64,
+    /// The seed, once the chain has released it; `null` until then.
     pub seed: Option<Seed>,
 }
 
@@ -100,15 +121,21 @@ pub struct WaitSeedResp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct WorkerIdentifier {
+    /// The worker's instance name (`[worker].name`, or its local IP).
     pub instance: String,
+    /// The sealing thread's local store path.
     pub location: String,
 }
 
+/// The state change a ReportState announces, in the worker's state names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SectorStateChange {
+    /// The state before the step, e.g. `PC1Done`.
     pub prev: String,
+    /// The state the step left the sector in.
     pub next: String,
+    /// A debug rendering of the event; in practice always `None`.
     pub event: String,
 }
 
@@ -116,7 +143,9 @@ pub struct SectorStateChange {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SectorFailure {
+    /// `Temporary`, `Permanent`, `Abort` or `Critical`; stored, not interpreted.
     pub level: String,
+    /// The worker's rendering of the error chain (may span several lines).
     pub desc: String,
 }
 
@@ -124,8 +153,11 @@ pub struct SectorFailure {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ReportStateReq {
+    /// Which worker and sealing thread reports.
     pub worker: WorkerIdentifier,
+    /// The state change just made.
     pub state_change: SectorStateChange,
+    /// Why the step failed; `null` when it succeeded.
     pub failure: Option<SectorFailure>,
 }
 
@@ -135,6 +167,7 @@ pub struct SectorStateResp {
     /// Spelt `Id` on the wire.
     #[serde(rename = "Id")]
     pub id: SectorID,
+    /// True when the manager holds the sector offline (finalized or aborted).
     #[serde(rename = "Finalized")]
     pub finalized: bool,
     /// The Go manager always sends a string, `""` for none.
@@ -146,11 +179,17 @@ pub struct SectorStateResp {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct WorkerInfoSummary {
+    /// Sealing threads in all.
     pub threads: u64,
+    /// Threads with no sector.
     pub empty: u64,
+    /// Threads paused (after a permanent failure or by an operator) until resumed.
     pub paused: u64,
+    /// Threads working on a sector.
     pub running: u64,
+    /// Threads waiting for a stage's concurrency slot.
     pub waiting: u64,
+    /// Threads whose last step left an error.
     pub errors: u64,
 }
 
@@ -158,10 +197,13 @@ pub struct WorkerInfoSummary {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct WorkerInfo {
+    /// The worker's instance name; must not be empty.
     pub name: String,
     /// `<ip>:<admin rpc port>`.
     pub dest: String,
+    /// The worker's version, e.g. `v0.9.2`; stored, not parsed.
     pub version: String,
+    /// Its sealing threads, counted by state.
     pub summary: WorkerInfoSummary,
 }
 
@@ -169,11 +211,17 @@ pub struct WorkerInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct StoreBasicInfo {
+    /// The store's name, which workers match against their `[[attached]]` stores.
     pub name: String,
+    /// The store's root path (its objstore config `Path`).
     pub path: String,
+    /// Whether the store refuses to read non-regular files (e.g. symlinks).
     pub strict: bool,
+    /// Whether the store refuses writes; a read-only store is never reserved.
     pub read_only: bool,
+    /// Relative odds of being picked among fitting stores (0 counts as 1).
     pub weight: u64,
+    /// Free-form settings, handed to the worker's `transfer` processor; `null` when unset.
     pub meta: Option<BTreeMap<String, String>>,
 }
 
@@ -344,6 +392,7 @@ mod tests {
 /// A CID as go-ipfs encodes it in JSON: `{"/": "<cid string>"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CidJson {
+    /// The CID in its string form, e.g. `baga6ea4…` for a piece.
     #[serde(rename = "/")]
     pub cid: String,
 }
@@ -354,6 +403,7 @@ pub struct CidJson {
 pub struct PieceInfo {
     /// Padded size.
     pub size: u64,
+    /// The piece commitment as a CID.
     #[serde(rename = "PieceCID")]
     pub piece_cid: CidJson,
 }
@@ -362,32 +412,47 @@ pub struct PieceInfo {
 /// IsBuiltinMarket; it must never be `null` (zero ids for a filler piece).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DealInfo {
+    /// Builtin-market deal id; 0 for a DDO deal or a filler piece.
     #[serde(rename = "DealID")]
     pub deal_id: u64,
+    /// CID of the message that published the deal; `null` when there is none.
     #[serde(rename = "PublishCid")]
     pub publish_cid: Option<CidJson>,
+    /// Verified-registry allocation id that names a DDO deal; 0 when there is none.
     #[serde(rename = "AllocationID")]
     pub allocation_id: u64,
+    /// The deal's piece commitment.
     #[serde(rename = "PieceCID")]
     pub piece_cid: Option<CidJson>,
+    /// The deal's padded piece size, bytes.
     #[serde(rename = "PieceSize")]
     pub piece_size: u64,
+    /// The client's address, e.g. `t01005`.
     #[serde(rename = "Client")]
     pub client: String,
+    /// The storage provider's address, e.g. `t01000`.
     #[serde(rename = "Provider")]
     pub provider: String,
+    /// Where the piece starts in the sector, padded bytes.
     #[serde(rename = "Offset")]
     pub offset: u64,
+    /// The piece's length in the sector, padded bytes.
     #[serde(rename = "Length")]
     pub length: u64,
+    /// Bytes of real data in the piece; the rest is zero-filled.
     #[serde(rename = "PayloadSize")]
     pub payload_size: u64,
+    /// The epoch the deal must start by.
     #[serde(rename = "StartEpoch")]
     pub start_epoch: ChainEpoch,
+    /// The epoch the deal ends.
     #[serde(rename = "EndEpoch")]
     pub end_epoch: ChainEpoch,
+    /// True for a builtin-market deal (keyed by `DealID`), false for a DDO deal
+    /// (keyed by `AllocationID`).
     #[serde(rename = "IsBuiltinMarket")]
     pub is_builtin_market: bool,
+    /// damocles' `IsCompatible` flag; workers do not read it.
     #[serde(rename = "IsCompatible")]
     pub is_compatible: bool,
 }
@@ -396,6 +461,8 @@ pub struct DealInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SectorPiece {
+    /// The piece's padded size and commitment.
     pub piece: PieceInfo,
+    /// The deal behind it; always an object (zero ids for a filler piece).
     pub deal_info: DealInfo,
 }

@@ -12,6 +12,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::error::permanent;
 use crate::tasks::{Transfer, TransferItem};
 
+/// Carries out `t`'s routes in order, stopping at the first failure;
+/// `disable_link` copies even where a route allows a symlink.
 pub fn transfer(t: &Transfer, disable_link: bool) -> Result<()> {
     for (i, route) in t.routes.iter().enumerate() {
         let src = resolve(t, &route.src).with_context(|| format!("transfer route {i}: source"))?;

@@ -46,6 +46,8 @@ use crate::task::Task;
 
 /// Something that runs tasks of one stage. Blocking: it runs on a thread of its own.
 pub trait Processor<T: Task>: Send + Sync + 'static {
+    /// Runs one task; an error becomes the response's `err_msg` (and, for a
+    /// v2 parent, its class, see [`crate::error::classify`]).
     fn process(&self, task: T, ctx: &Ctx) -> Result<T::Output>;
 }
 
@@ -175,10 +177,13 @@ fn take_stdout_for_protocol() -> std::io::Result<std::fs::File> {
 
 /// How long a thread with nothing to do waits before it exits.
 const IDLE_RETIRE: Duration = Duration::from_secs(60);
-/// A searching thread spins for rounds of 1, 2, 4 … 32 pauses (about 2 µs in
-/// all), then yields the CPU up to the total of rounds (some µs more).
+/// A thread that finished a job searches for the next before it sleeps: it
+/// spins for `SPIN_ROUNDS` rounds of 1, 2, 4 … 32 pauses (about 2 µs in all),
+/// then yields the CPU for the rest of `SEARCH_ROUNDS` rounds (some µs more).
 const SPIN_ROUNDS: u32 = 6;
 const SEARCH_ROUNDS: u32 = 16;
+/// A write buffer grown past this by a large line is not kept for the next.
+const KEEP_BUFFER: usize = 1 << 20;
 
 /// Serves stage `T`: reads request lines from `input`, writes protocol lines to
 /// `output`. Returns when `input` reaches EOF and every request read has been
@@ -294,7 +299,11 @@ impl<W: Write + Send> LineSink for Output<W> {
             }
             // A failed write means the parent is gone; stdin will close and end us.
             let _ = stream.write_all(batch).and_then(|()| stream.flush());
-            batch.clear();
+            if batch.capacity() > KEEP_BUFFER {
+                *batch = Vec::new();
+            } else {
+                batch.clear();
+            }
             drop(w);
             if lock(&self.queued).is_empty() {
                 return;

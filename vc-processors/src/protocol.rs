@@ -29,9 +29,13 @@ pub const V2_VERSION: &str = "2.0";
 
 /// Feature names a v2 peer may announce.
 pub mod features {
+    /// Requests may carry `timeout_ms`.
     pub const DEADLINE: &str = "deadline";
+    /// The parent may send `{"cancel": id}`.
     pub const CANCEL: &str = "cancel";
+    /// The child may send progress frames.
     pub const PROGRESS: &str = "progress";
+    /// The child sends heartbeat frames.
     pub const HEARTBEAT: &str = "heartbeat";
     /// Every feature this crate implements.
     pub const ALL: [&str; 4] = [DEADLINE, CANCEL, PROGRESS, HEARTBEAT];
@@ -45,7 +49,9 @@ pub fn ready_line(stage: &str) -> String {
 /// A request line: `{"id": <u64>, "task": <task>}` (+ v2 `timeout_ms`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request<T> {
+    /// Unique per producer, from 1; the response carries it back.
     pub id: u64,
+    /// The task, in its stage's encoding.
     pub task: T,
     /// v2 only: the parent gives up on this request after this many milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,14 +62,18 @@ pub struct Request<T> {
 /// answer a request whose task it cannot decode.
 #[derive(Debug, Deserialize)]
 pub struct RequestId {
+    /// The request's id.
     pub id: u64,
 }
 
 /// A response line: `{"id": <u64>, "err_msg": <string|null>, "output": <output|null>}`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Response<O> {
+    /// The id of the request answered.
     pub id: u64,
+    /// Set on failure.
     pub err_msg: Option<String>,
+    /// Set on success.
     pub output: Option<O>,
     /// v2 only: the class of a failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,6 +81,7 @@ pub struct Response<O> {
 }
 
 impl<O> Response<O> {
+    /// A success with `output`.
     pub fn ok(id: u64, output: O) -> Self {
         Response {
             id,
@@ -80,6 +91,7 @@ impl<O> Response<O> {
         }
     }
 
+    /// A failure; `kind` only for a v2 parent.
     pub fn err(id: u64, msg: String, kind: Option<ErrorKind>) -> Self {
         Response {
             id,
@@ -125,6 +137,7 @@ impl fmt::Display for ErrorKind {
 /// v2: the `error` object of a response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
+    /// The class of the failure.
     pub kind: ErrorKind,
 }
 
@@ -133,12 +146,15 @@ pub struct ErrorInfo {
 pub struct Hello {
     /// Protocol version, `major.minor`; compatible when the majors match.
     pub vc_processors: String,
+    /// The stage the child serves.
     pub stage: String,
+    /// The extensions the child implements (see [`features`]).
     #[serde(default)]
     pub features: Vec<String>,
 }
 
 impl Hello {
+    /// The hello of this crate's consumer, with every feature.
     pub fn ours(stage: &str) -> Self {
         Hello {
             vc_processors: V2_VERSION.to_string(),
@@ -152,6 +168,7 @@ impl Hello {
         major(&self.vc_processors) == major(V2_VERSION)
     }
 
+    /// Whether the peer announced `feature`.
     pub fn has(&self, feature: &str) -> bool {
         self.features.iter().any(|f| f == feature)
     }
@@ -164,9 +181,13 @@ fn major(v: &str) -> Option<u64> {
 /// v2: progress of a request, `step` of `total`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
+    /// The request's id.
     pub id: u64,
+    /// Steps done.
     pub step: u64,
+    /// Steps in all.
     pub total: u64,
+    /// What the step was, for the log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -175,7 +196,9 @@ pub struct Progress {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChildFrame {
+    /// `{"progress": {...}}`.
     Progress(Progress),
+    /// `{"heartbeat": n}`, n counting from 1.
     Heartbeat(u64),
 }
 
@@ -183,6 +206,7 @@ pub enum ChildFrame {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ParentFrame {
+    /// `{"cancel": id}`: stop that request and answer it as cancelled.
     Cancel(u64),
 }
 
@@ -190,7 +214,9 @@ pub enum ParentFrame {
 /// The output stays raw JSON: only the caller knows its type.
 #[derive(Debug)]
 pub enum ChildLine {
+    /// A response, its output undecoded.
     Response(Response<Box<RawValue>>),
+    /// A known v2 frame.
     Frame(ChildFrame),
     /// A frame of a later protocol version (named by its key): ignored, so that
     /// newer children work with this parent.
@@ -201,7 +227,9 @@ pub enum ChildLine {
 /// child can answer (with an error) a request whose task it cannot decode.
 #[derive(Debug)]
 pub enum ParentLine {
+    /// A request, its task undecoded.
     Request(Request<Box<RawValue>>),
+    /// A v2 frame.
     Frame(ParentFrame),
 }
 
@@ -209,6 +237,7 @@ pub enum ParentLine {
 #[derive(Debug, thiserror::Error)]
 #[error("{reason}: {line}")]
 pub struct MalformedLine {
+    /// What is wrong with it.
     pub reason: String,
     /// The offending line, cut to [`MALFORMED_LINE_LIMIT`] characters.
     pub line: String,
@@ -245,6 +274,7 @@ struct Probe {
 }
 
 impl ChildLine {
+    /// Classifies a line from a child (after its opening line).
     pub fn parse(line: &str) -> Result<ChildLine, MalformedLine> {
         let probe: Probe = serde_json::from_str(line)
             .map_err(|e| malformed(format_args!("not a JSON object ({e})"), line))?;
@@ -272,6 +302,7 @@ impl ChildLine {
 }
 
 impl ParentLine {
+    /// Classifies a line from a parent.
     pub fn parse(line: &str) -> Result<ParentLine, MalformedLine> {
         let probe: Probe = serde_json::from_str(line)
             .map_err(|e| malformed(format_args!("not a JSON object ({e})"), line))?;

@@ -21,12 +21,16 @@ pub enum ProtocolChoice {
 /// and goes back to `initial` once a child has stayed up for `stable_after`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backoff {
+    /// The delay before the first restart.
     pub initial: Duration,
+    /// The longest delay.
     pub max: Duration,
+    /// A child up this long resets the delay to `initial`.
     pub stable_after: Duration,
     /// This many exits within `crash_loop_window` is a crash loop: logged as an
     /// error, and requests fail fast instead of waiting for the next start.
     pub crash_loop_exits: usize,
+    /// The window in which `crash_loop_exits` are counted.
     pub crash_loop_window: Duration,
 }
 
@@ -55,8 +59,11 @@ impl Backoff {
 pub struct ProducerConfig {
     /// Stage served; the child's opening line must name it.
     pub stage: String,
+    /// The child's executable.
     pub bin: PathBuf,
+    /// The child's arguments.
     pub args: Vec<String>,
+    /// Variables set in the child's environment, over everything else.
     pub envs: BTreeMap<String, String>,
     /// Start from the parent's environment (else from an empty one).
     pub inherit_envs: bool,
@@ -67,9 +74,13 @@ pub struct ProducerConfig {
     pub request_timeout: Option<Duration>,
     /// How long a v2 child has to confirm a cancellation before it is killed.
     pub cancel_grace: Duration,
+    /// CPU set, cgroup and NUMA node of the child, applied at every start.
     pub placement: Placement,
+    /// Start a new child when one stops.
     pub auto_restart: bool,
+    /// Restart pacing and crash-loop detection.
     pub backoff: Backoff,
+    /// Which protocol the parent offers.
     pub protocol: ProtocolChoice,
     /// Heartbeat interval asked of a v2 child; a child silent for three
     /// intervals (plus a second) is considered hung and killed.
@@ -98,6 +109,7 @@ impl EnvOverrides {
         Ok(())
     }
 
+    /// Sets `name` to `value` for children started from now on.
     pub fn set(&self, name: &str, value: &str) -> Result<(), String> {
         Self::check(name, Some(value))?;
         self.0
@@ -107,6 +119,7 @@ impl EnvOverrides {
         Ok(())
     }
 
+    /// Removes `name` from the environment of children started from now on.
     pub fn remove(&self, name: &str) -> Result<(), String> {
         Self::check(name, None)?;
         self.0.write().expect("env lock").insert(name.into(), None);

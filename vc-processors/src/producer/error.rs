@@ -8,25 +8,53 @@ pub enum ProcessorError {
     /// The child answered with `err_msg`. `kind` is known only from a v2 child.
     #[error("{stage} processor failed: {message}")]
     Failed {
+        /// The processor's stage.
         stage: String,
+        /// The class the child gave the failure, if it speaks v2.
         kind: Option<ErrorKind>,
+        /// The child's `err_msg`.
         message: String,
     },
     /// The child exited (or was killed) with this request in flight.
     #[error("{stage} processor exited with the request in flight: {detail}")]
-    ChildExited { stage: String, detail: String },
+    ChildExited {
+        /// The processor's stage.
+        stage: String,
+        /// Why the child stopped.
+        detail: String,
+    },
     /// No answer in time.
     #[error("{stage} processor did not answer within {after:?}")]
-    Timeout { stage: String, after: Duration },
+    Timeout {
+        /// The processor's stage.
+        stage: String,
+        /// The request timeout that ran out.
+        after: Duration,
+    },
     /// The child broke the protocol (garbage on stdout, an undecodable output).
     #[error("{stage} processor broke the protocol: {detail}")]
-    Protocol { stage: String, detail: String },
+    Protocol {
+        /// The processor's stage.
+        stage: String,
+        /// What was wrong, with the offending line cut short.
+        detail: String,
+    },
     /// No child is running and none can be started right now.
     #[error("{stage} processor is unavailable: {reason}")]
-    Unavailable { stage: String, reason: String },
+    Unavailable {
+        /// The processor's stage.
+        stage: String,
+        /// Why no child is up (shut down, crash loop, restarts off).
+        reason: String,
+    },
     /// The task could not be encoded.
     #[error("cannot encode the {stage} task: {detail}")]
-    Encode { stage: String, detail: String },
+    Encode {
+        /// The processor's stage.
+        stage: String,
+        /// The encoder's error.
+        detail: String,
+    },
 }
 
 impl ProcessorError {
@@ -46,6 +74,7 @@ impl ProcessorError {
         }
     }
 
+    /// Whether the same request may succeed if sent again (now or later).
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.kind(),
@@ -58,7 +87,10 @@ impl ProcessorError {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot start the {stage} processor `{command}`: {reason}")]
 pub struct SpawnError {
+    /// The processor's stage.
     pub stage: String,
+    /// The command line that was run.
     pub command: String,
+    /// Why it did not start (spawn failure, wrong opening line, timeout).
     pub reason: String,
 }

@@ -169,10 +169,12 @@ impl Producer {
         })
     }
 
+    /// The configuration the producer was made with.
     pub fn config(&self) -> &ProducerConfig {
         &self.inner.cfg
     }
 
+    /// The current child, restarts so far and requests in flight.
     pub fn status(&self) -> ProducerStatus {
         let restarts = self.inner.restarts.load(Ordering::Relaxed);
         match &*self.inner.link.borrow() {
@@ -872,5 +874,64 @@ impl ErrorKind {
             self,
             ErrorKind::Retryable | ErrorKind::Resource | ErrorKind::Timeout
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    /// A task whose request line is as long as its string.
+    #[derive(Serialize, Deserialize)]
+    struct Echo(String);
+    impl Task for Echo {
+        const STAGE: &'static str = "echo";
+        type Output = u64;
+    }
+
+    /// Requests larger than the pipe, sent while the child is not reading yet,
+    /// go through the backlog whole and in order, small ones queued behind them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_the_pipe_cannot_take_at_once_arrive_whole() {
+        // Answers each request with its id and the length of its line.
+        let script = r#"echo "echo processor ready"; sleep 0.3
+            while IFS= read -r line; do
+                id=${line#*\"id\":}; id=${id%%,*}
+                echo "{\"id\":$id,\"err_msg\":null,\"output\":${#line}}"
+            done"#;
+        let mut cfg = ProducerConfig::new("echo", "sh", vec!["-c".into(), script.into()]);
+        cfg.protocol = ProtocolChoice::V1Only;
+        let p = Producer::spawn(cfg).await.expect("spawn sh");
+        let sizes = [300_000usize, 10, 200_000, 5, 70_000, 1];
+        let calls = sizes.iter().map(|&n| {
+            let p = p.clone();
+            async move {
+                let task = Echo("x".repeat(n));
+                let want = serde_json::to_string(&task).unwrap().len();
+                (p.process(&task).await.unwrap(), want)
+            }
+        });
+        for (got, want) in futures_join_all(calls).await {
+            // The line is `{"id":N,"task":"xx…"}`: the task plus the id's wrapping.
+            assert!(
+                got as usize > want && (got as usize) < want + 20,
+                "{got} {want}"
+            );
+        }
+    }
+
+    async fn futures_join_all<F: std::future::Future + Send + 'static>(
+        fs: impl IntoIterator<Item = F>,
+    ) -> Vec<F::Output>
+    where
+        F::Output: Send,
+    {
+        let handles: Vec<_> = fs.into_iter().map(tokio::spawn).collect();
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap());
+        }
+        out
     }
 }

@@ -173,9 +173,7 @@ impl Db {
                 updated_at: now,
             };
             let mut online = tx.open_table(ONLINE)?;
-            online
-                .insert(key(state.id), to_json(&state)?.as_str())
-                ?;
+            online.insert(key(state.id), to_json(&state)?.as_str())?;
             state
         };
         tx.commit()?;
@@ -194,11 +192,7 @@ impl Db {
         Ok(self.get(OFFLINE, id)?.map(|s| (s, false)))
     }
 
-    fn get(
-        &self,
-        table: TableDefinition<Key, &str>,
-        id: SectorID,
-    ) -> Result<Option<SectorState>> {
+    fn get(&self, table: TableDefinition<Key, &str>, id: SectorID) -> Result<Option<SectorState>> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(table)?;
         let raw = t.get(key(id))?;
@@ -324,9 +318,7 @@ impl Db {
 
     pub fn list(&self, online: bool) -> Result<Vec<SectorState>> {
         let tx = self.db.begin_read()?;
-        let t = tx
-            .open_table(if online { ONLINE } else { OFFLINE })
-            ?;
+        let t = tx.open_table(if online { ONLINE } else { OFFLINE })?;
         let mut out = Vec::new();
         for entry in t.iter()? {
             out.push(from_json(entry?.1.value())?);
@@ -347,10 +339,7 @@ impl Db {
         let tx = self.db.begin_write()?;
         let chosen = {
             let mut t = tx.open_table(RESERVATIONS)?;
-            let existing = t
-                .get(key(id))
-                ?
-                .map(|v| v.value().to_string());
+            let existing = t.get(key(id))?.map(|v| v.value().to_string());
             if let Some(existing) = existing {
                 let r: Reservation = from_json(&existing)?;
                 if r.size == size && usable(&r.store) {
@@ -399,10 +388,8 @@ impl Db {
             info,
         };
         let tx = self.db.begin_write()?;
-        tx.open_table(WORKERS)
-            ?
-            .insert(rec.info.name.as_str(), to_json(&rec)?.as_str())
-            ?;
+        tx.open_table(WORKERS)?
+            .insert(rec.info.name.as_str(), to_json(&rec)?.as_str())?;
         Ok(tx.commit()?)
     }
 }

@@ -210,7 +210,11 @@ impl SealerApiServer for Sealer {
             // As damocles answers: no sector for this worker, not an error
             // (a worker may be shared by managers of different miners).
             let managed: Vec<u64> = self.0.config.miners.iter().map(|m| m.actor).collect();
-            debug!(?allowed, ?managed, "AllocateSector: none of the allowed miners is managed here");
+            debug!(
+                ?allowed,
+                ?managed,
+                "AllocateSector: none of the allowed miners is managed here"
+            );
             return Ok(None);
         }
         miners.retain(|m| m.sector.enabled);

@@ -246,7 +246,11 @@ async fn a_processors_error_grade_decides_whether_the_thread_retries() {
     let (t, attempts) = pc1_failing_as(&["failing-pc1", "permanent"]).await;
     assert_eq!(attempts, 1, "a permanent error is not retried: {t}");
     let err = last_error(&t);
-    for part in ["pc1", "processors.pc1[0]", "this pc1 always fails (permanent)"] {
+    for part in [
+        "pc1",
+        "processors.pc1[0]",
+        "this pc1 always fails (permanent)",
+    ] {
         assert!(err.contains(part), "last_error names {part:?}: {err}");
     }
 

@@ -11,6 +11,8 @@
 //! - [`producer`]: spawn and supervise ext-processors from a daemon;
 //! - [`builtin`]: every stage on `filecoin-proofs-api`.
 
+#![warn(missing_docs)]
+
 pub mod consumer;
 pub mod error;
 pub mod producer;

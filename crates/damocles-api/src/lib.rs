@@ -8,6 +8,8 @@
 //! as a jsonrpsee trait, [`cli::ManagerCliApiServer`] / [`cli::ManagerCliApiClient`]
 //! the operator's, and [`perm`] says which token permission each one needs.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod codes;
 pub mod encoding;

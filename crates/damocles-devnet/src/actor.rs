@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::Policy;
 use damocles_chain::{
     exit_code, DeadlineInfo, Epoch, MinerInfo, PreCommitOnChain, PreCommitParams, SectorNumber,
     SectorOnChain,
 };
-use crate::policy::Policy;
 
 /// A refusal, with a Filecoin exit code.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::actor::MinerState;
-use damocles_chain::*;
 use crate::policy::Policy;
 use crate::randomness;
+use damocles_chain::*;
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("devnet_meta");
 const MESSAGES: TableDefinition<u64, &str> = TableDefinition::new("devnet_messages");

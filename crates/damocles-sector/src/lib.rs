@@ -244,7 +244,10 @@ mod tests {
             assert_eq!(s.as_str().parse::<Stage>(), Ok(*s));
         }
         let err = "pc3".parse::<Stage>().unwrap_err().to_string();
-        assert!(err.contains("\"pc3\"") && err.contains("window_post"), "{err}");
+        assert!(
+            err.contains("\"pc3\"") && err.contains("window_post"),
+            "{err}"
+        );
     }
 
     #[test]

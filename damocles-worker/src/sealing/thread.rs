@@ -12,10 +12,10 @@ use anyhow::{anyhow, Context};
 use damocles_api::encoding::Base64Bytes;
 use damocles_api::rpc::SealerApiClient;
 use damocles_api::*;
+use damocles_sector::{prover_id, Stage};
 use filecoin_proofs_api::{SectorId, UnpaddedBytesAmount};
 use jsonrpsee::core::ClientError;
 use tracing::{info, warn};
-use damocles_sector::{prover_id, Stage};
 use vc_processors::producer::ProcessorError;
 use vc_processors::protocol::ErrorKind;
 use vc_processors::tasks;
@@ -226,8 +226,7 @@ impl SealingThread {
             if doc.state == State::Finished {
                 let Some(AllocatedSector { id, .. }) = doc.sector else {
                     return Ok(Outcome::Paused(
-                        "the sector document is Finished with no sector (corrupt document?)"
-                            .into(),
+                        "the sector document is Finished with no sector (corrupt document?)".into(),
                     ));
                 };
                 self.client
@@ -458,7 +457,11 @@ impl SealingThread {
         let s = require(&doc.sector, "sector", doc.state)?;
         let size = u64::from(s.proof_type.0.sector_size());
         let data = self.location.join("data");
-        for dir in [data.join("staged"), data.join("sealed"), self.path(s, "cache")] {
+        for dir in [
+            data.join("staged"),
+            data.join("sealed"),
+            self.path(s, "cache"),
+        ] {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("create {}", dir.display()))
                 .map_err(temporary)?;
@@ -574,9 +577,8 @@ impl SealingThread {
             "PC2 was interrupted: restoring the sealed file from the staged data"
         );
         let (staged, sealed) = (self.path(s, "staged"), self.path(s, "sealed"));
-        std::fs::copy(&staged, &sealed).with_context(|| {
-            format!("restore {} from {}", sealed.display(), staged.display())
-        })?;
+        std::fs::copy(&staged, &sealed)
+            .with_context(|| format!("restore {} from {}", sealed.display(), staged.display()))?;
         if let Ok(entries) = std::fs::read_dir(self.path(s, "cache")) {
             for e in entries.flatten() {
                 if damocles_sector::is_pc2_output(&e.file_name().to_string_lossy()) {
@@ -771,9 +773,10 @@ impl SealingThread {
     async fn wait_proof(&self, doc: &SectorDoc) -> Step<Event> {
         let id = require(&doc.sector, "sector", doc.state)?.id;
         self.until_landed("prove-commit", Event::Finish, Event::ReSubmitProof, || {
-            self.client.call("PollProofState", |c| async move {
-                c.poll_proof_state(id).await
-            })
+            self.client.call(
+                "PollProofState",
+                |c| async move { c.poll_proof_state(id).await },
+            )
         })
         .await
     }

@@ -432,7 +432,6 @@ fn replica_files_present(r: &PoStReplicaInfo, sector_size: u64) -> bool {
             .all(|f| r.cache_dir.join(f.to_string()).is_file())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,8 +25,9 @@ use fil_params::ParamSet;
 
 /// User + system CPU time of this process (all its threads) so far.
 fn cpu_time() -> Duration {
-    // SAFETY: getrusage fills the struct we pass.
+    // SAFETY: rusage is plain integers; all zeros is a valid value.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes the struct we pass, which outlives the call.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(u.ru_utime) + tv(u.ru_stime)

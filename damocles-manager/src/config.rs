@@ -50,6 +50,78 @@ pub struct ApiConfig {
     pub market: String,
     #[serde(with = "humantime_serde")]
     pub chain_event_interval: Duration,
+    /// Bounds on what clients may hold (see docs/security.md).
+    pub limits: ApiLimits,
+}
+
+/// `[Common.API.Limits]`: connection, time and size bounds of the RPC server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ApiLimits {
+    /// Open connections in all.
+    pub max_connections: usize,
+    /// Connections that have not yet sent a whole request with rights; the
+    /// oldest is dropped to make room for a newcomer.
+    pub max_untrusted_connections: usize,
+    /// Connections from one remote address (loopback is not capped).
+    pub max_connections_per_peer: usize,
+    /// Untrusted connections from one remote address.
+    pub max_untrusted_per_peer: usize,
+    /// How long an untrusted connection has to send a request with rights.
+    #[serde(with = "humantime_serde")]
+    pub untrusted_timeout: Duration,
+    /// Reading request headers, and an idle keep-alive connection.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Reading a request body.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// The largest request body in bytes.
+    pub max_request_bytes: u32,
+    /// The largest response in bytes.
+    pub max_response_bytes: u32,
+    /// The most calls in one JSON-RPC batch.
+    pub max_batch: u32,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits::from(&damocles_gate::Limits::default())
+    }
+}
+
+impl From<&damocles_gate::Limits> for ApiLimits {
+    fn from(l: &damocles_gate::Limits) -> Self {
+        ApiLimits {
+            max_connections: l.max_connections,
+            max_untrusted_connections: l.max_untrusted,
+            max_connections_per_peer: l.max_connections_per_peer,
+            max_untrusted_per_peer: l.max_untrusted_per_peer,
+            untrusted_timeout: l.untrusted_timeout,
+            header_timeout: l.header_timeout,
+            body_timeout: l.body_timeout,
+            max_request_bytes: l.max_body,
+            max_response_bytes: l.max_response,
+            max_batch: l.max_batch,
+        }
+    }
+}
+
+impl From<&ApiLimits> for damocles_gate::Limits {
+    fn from(l: &ApiLimits) -> Self {
+        damocles_gate::Limits {
+            max_connections: l.max_connections,
+            max_untrusted: l.max_untrusted_connections,
+            max_connections_per_peer: l.max_connections_per_peer,
+            max_untrusted_per_peer: l.max_untrusted_per_peer,
+            untrusted_timeout: l.untrusted_timeout,
+            header_timeout: l.header_timeout,
+            body_timeout: l.body_timeout,
+            max_body: l.max_request_bytes,
+            max_response: l.max_response_bytes,
+            max_batch: l.max_batch,
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -62,6 +134,7 @@ impl Default for ApiConfig {
             messager: String::new(),
             market: String::new(),
             chain_event_interval: Duration::from_secs(60),
+            limits: ApiLimits::default(),
         }
     }
 }
@@ -84,6 +157,9 @@ pub struct PluginsConfig {
     /// Where objstore plugins (shared libraries) are loaded from at start;
     /// empty loads none.
     pub dir: PathBuf,
+    /// Load every library in `dir`, not only those the stores' `PluginName`s
+    /// need (docs/objstore.md).
+    pub load_all: bool,
 }
 
 /// Where pieces are read from for `GET /piecestore/<cid>`.
@@ -306,6 +382,10 @@ impl ManagerConfig {
                 path.display()
             );
         }
+        if !plugin_name.is_empty() {
+            damocles_objstore::abi::check_kind(plugin_name)
+                .map_err(|why| anyhow!("key {key}.PluginName: store {name:?}: {why}"))?;
+        }
         if !plugin_name.is_empty() && self.common.plugins.dir.as_os_str().is_empty() {
             bail!(
                 "key {key}.PluginName: store {name:?} names plugin {plugin_name:?}, but Common.Plugins.Dir is not set"
@@ -325,6 +405,9 @@ impl ManagerConfig {
                 self.common.api.listen
             )
         })?;
+        damocles_gate::Limits::from(&self.common.api.limits)
+            .validate()
+            .map_err(|e| anyhow!("key Common.API.Limits: {e}"))?;
         let mut names = HashSet::new();
         for (i, s) in self.common.persist_stores.iter().enumerate() {
             let key = format!("Common.PersistStores[{i}]");
@@ -420,7 +503,7 @@ pub fn default_file(v: &InitValues) -> String {
     } = v;
     format!(
         r#"# damocles-manager configuration (TOML). Section and key names follow damocles'
-# sector-manager.cfg; see docs/manager-config.md for every key.
+# sector-manager.cfg; see docs/manager.md for every key.
 
 [Common.API]
 # Where the Venus.* JSON-RPC server listens (HTTP and WebSocket at /rpc/v0).
@@ -435,8 +518,11 @@ AllowUnauthenticatedLoopback = false
 AnonymousPermission = ""
 
 [Common.Plugins]
-# Objstore plugins (*.so) loaded at start; a store names one by PluginName.
+# Objstore plugins (*.so); a store names one by PluginName, its kind. Only the
+# libraries whose file name holds a named kind are loaded (docs/objstore.md),
+# unless LoadAll = true.
 # Dir = "/opt/damocles/plugins"
+# LoadAll = false
 
 # Persist stores: where workers put sealed sectors. Name must match the
 # workers' [[attached]] store names. With PluginName = "s3" the store is served
@@ -559,6 +645,20 @@ mod tests {
                 "[Common.Plugins]\nDir = \"/opt/plugins\"\n[[Common.{section}]]\nPath = \"bucket\"\nPluginName = \"s3\"\nMeta = {{ endpoint = \"http://s3\" }}\n"
             );
             assert!(parse(&ok).is_ok(), "{section}");
+            // A name no plugin may declare: the builtin kind, a raw string.
+            for (name, why) in [("fs", "builtin"), ("S3\\n", "plain identifier")] {
+                let e = parse(&format!(
+                    "[Common.Plugins]\nDir = \"/opt/plugins\"\n[[Common.{section}]]\nPath = \"bucket\"\nPluginName = \"{name}\"\n"
+                ))
+                .err()
+                .unwrap()
+                .to_string();
+                assert!(
+                    e.contains(&format!("Common.{section}[0].PluginName")) && e.contains(why),
+                    "{e}"
+                );
+                assert!(!e.contains('\n'), "escaped: {e}");
+            }
         }
         let e = parse("[Devnet.Policy]\nSeedDelay = 0\n")
             .err()

@@ -11,14 +11,14 @@ use damocles_api::Permission;
 use damocles_devnet::{Devnet, DevnetMiner};
 use tracing::{info, warn};
 
-use crate::auth::Auth;
 use crate::config::{self, parse_sector_size};
-use crate::db::Db;
+use crate::db::{now_secs, Db};
 use crate::home::{write_private, Home};
 use crate::metrics::Metrics;
 use crate::sealer::Sealer;
-use crate::server::{self, GateLayer};
+use crate::server;
 use crate::stores::{load_plugins, PieceStores, Stores};
+use damocles_gate::{Access, Tokens};
 
 pub struct InitOptions {
     pub miner: u64,
@@ -31,8 +31,9 @@ pub struct InitOptions {
     pub seed_delay: i64,
 }
 
-/// Creates the home: a commented config, the token secret, an admin token.
-/// Refuses to overwrite an existing config.
+/// Creates the home: a commented config, the database, the token secret, an
+/// admin token. Refuses to overwrite an existing config or database. The
+/// only place a database is made: `daemon run` refuses a home without one.
 pub fn init(home: &Home, opts: &InitOptions) -> Result<()> {
     std::fs::create_dir_all(home.path())
         .with_context(|| format!("create {}", home.path().display()))?;
@@ -57,14 +58,17 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<()> {
         seed_delay: opts.seed_delay,
     });
     config::parse(&text).context("the config these options make does not load")?;
+    // Before the config: a failure here leaves nothing that blocks a retry.
+    drop(Db::create(&home.database())?);
     std::fs::write(&cfg_path, text).with_context(|| format!("write {}", cfg_path.display()))?;
-    if Auth::init_secret(home)? {
+    if Tokens::create_secret_file(&home.secret())? {
         info!(path = %home.secret().display(), "token secret created");
     }
-    let token = Auth::load(home)?.create_token(Permission::Admin)?;
+    let token = Tokens::load(&home.secret())?.create(Permission::Admin);
     write_private(&home.token(), token.as_bytes())?;
     println!("initialized {}", home.path().display());
     println!("  config:      {}", cfg_path.display());
+    println!("  database:    {}", home.database().display());
     println!("  admin token: {}", home.token().display());
     println!("  persist store \"store-1\": {}", store.display());
     println!(
@@ -95,13 +99,16 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
     if cfg.common.auth.allow_unauthenticated_loopback && !listen.ip().is_loopback() {
         bail!("key Common.Auth.AllowUnauthenticatedLoopback: only allowed when listening on a loopback address, not {listen}");
     }
-    let auth = Arc::new(Auth::load(home)?);
+    let tokens = Arc::new(Tokens::load(&home.secret())?);
+    // Bound before anything on disk changes: a port in use stops the daemon
+    // with nothing done.
+    let listener = damocles_gate::bind("manager RPC", listen).await?;
     // One descriptor per worker connection: take what the hard limit allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => info!(open_files = n, "file descriptor limit"),
         Err(e) => warn!(error = %e, "could not raise the file descriptor limit"),
     }
-    let plugins = load_plugins(&cfg.common.plugins.dir)?;
+    let plugins = load_plugins(&cfg)?;
     let stores = Stores::open(&cfg.common.persist_stores, &plugins)?;
     let pieces = PieceStores::open(&cfg.common.piece_stores, &plugins)?;
     if cfg.miners.is_empty() {
@@ -117,6 +124,7 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
     }
 
     let db = Db::open(&home.database())?;
+    spawn_worker_sweep(db.clone());
     let miners: Vec<DevnetMiner> = cfg
         .miners
         .iter()
@@ -157,10 +165,9 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
     );
     let mut methods = SealerApiServer::into_rpc(sealer.clone());
     methods.merge(ManagerCliApiServer::into_rpc(sealer))?;
-    let gate = GateLayer {
-        auth,
-        metrics,
-        open_without_token: cfg.common.auth.allow_unauthenticated_loopback,
+    let access = Access {
+        tokens,
+        open_on_loopback: cfg.common.auth.allow_unauthenticated_loopback,
         anonymous: match cfg.common.auth.anonymous_permission.as_str() {
             "" => vec![],
             p => p
@@ -168,9 +175,15 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
                 .map_err(anyhow::Error::msg)?
                 .and_below(),
         },
-        pieces,
     };
-    let (addr, handle) = server::serve(listen, methods, gate).await?;
+    let (addr, handle) = server::serve(
+        listener,
+        methods,
+        access,
+        (&cfg.common.api.limits).into(),
+        metrics,
+        pieces,
+    )?;
     // Atomically: the CLI and tests read it as soon as it exists.
     write_private(
         &home.api(),
@@ -187,4 +200,21 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
     let _ = handle.stop();
     let _ = std::fs::remove_file(home.api());
     Ok(())
+}
+
+/// Removes worker records not pinged for a day, at start and every hour.
+fn spawn_worker_sweep(db: Db) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let db = db.clone();
+            match tokio::task::spawn_blocking(move || db.expire_workers(now_secs())).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => info!(removed = n, "worker records not pinged for a day removed"),
+                Ok(Err(e)) => warn!(error = %e, "worker record sweep failed"),
+                Err(e) => warn!(error = %e, "worker record sweep failed"),
+            }
+        }
+    });
 }

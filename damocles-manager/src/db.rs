@@ -6,14 +6,24 @@
 //! caller answers: a number handed out survives kill -9, and a change that
 //! fails half-way leaves nothing behind. The devnet keeps its tables in the
 //! same database file.
+//!
+//! Only `daemon init` makes the database ([`Db::create`]); `daemon run` opens
+//! it ([`Db::open`]) and refuses one that is missing, empty, corrupt or was
+//! not made by init: a silently re-made database would hand out sector
+//! numbers a second time.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::ops::Bound;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use damocles_api::{SealProof, SectorID, SectorState, WorkerInfo};
-use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use damocles_api::limits::{MAX_WORKERS, WORKER_TTL_SECS};
+use damocles_api::{SealProof, SectorID, SectorListKind, SectorState, WorkerInfo};
+use redb::{
+    Database, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
 type Key = (u64, u64);
@@ -22,6 +32,9 @@ const OFFLINE: TableDefinition<Key, &str> = TableDefinition::new("sectors_offlin
 const NUMBERS: TableDefinition<u64, u64> = TableDefinition::new("sector_numbers");
 const RESERVATIONS: TableDefinition<Key, &str> = TableDefinition::new("store_reservations");
 const WORKERS: TableDefinition<&str, &str> = TableDefinition::new("workers");
+/// Holds [`INITIALIZED`], written by `daemon init` only.
+const META: TableDefinition<&str, &str> = TableDefinition::new("manager_meta");
+const INITIALIZED: &str = "initialized_at";
 
 pub fn now_secs() -> u64 {
     SystemTime::now()
@@ -50,6 +63,97 @@ pub enum DbError {
     /// A restore of a sector that has no offline record.
     #[error("sector {0} is not offline: nothing to restore")]
     NotOffline(SectorID),
+    /// WorkerPing from a new worker while the worker table is full.
+    #[error("{max} workers pinged in the last {} h: a new worker is recorded once one of them expires", WORKER_TTL_SECS / 3600)]
+    TooManyWorkers { max: u64 },
+}
+
+/// Why the database cannot be opened or made. Each says what was found and
+/// what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("database {} does not exist; `daemon run` never makes one. Restore it from a backup (a new home with a new database is made only by `damocles-manager daemon init`, and it hands out sector numbers from 1 again)", .0.display())]
+    Missing(PathBuf),
+    #[error("database {} is empty (0 bytes): its data is lost. Restore it from a backup; `daemon run` does not re-initialize a database (only `damocles-manager daemon init` makes one, on a new home)", .0.display())]
+    Empty(PathBuf),
+    #[error("database {} ({size} bytes) was not made by `damocles-manager daemon init`: it holds no manager tables. Restore the home's database from a backup, or make a new home with `daemon init`", .path.display())]
+    NotInitialized { path: PathBuf, size: u64 },
+    #[error("database {} exists already ({size} bytes); move it away to start over", .path.display())]
+    Exists { path: PathBuf, size: u64 },
+    #[error("database {} is corrupt ({why}); restore it from a backup", .path.display())]
+    Corrupt { path: PathBuf, why: String },
+    #[error("database {} is in use by another process: is a daemon already running on this home?", .0.display())]
+    InUse(PathBuf),
+    #[error("database {}: {why}", .path.display())]
+    Other { path: PathBuf, why: String },
+}
+
+impl OpenError {
+    /// Sorts a redb error met while opening `path`.
+    fn from_redb(path: &Path, e: impl Into<redb::Error>) -> OpenError {
+        let path = path.to_path_buf();
+        match e.into() {
+            redb::Error::DatabaseAlreadyOpen => OpenError::InUse(path),
+            redb::Error::Corrupted(why) => OpenError::Corrupt { path, why },
+            // redb's word for a file that is not (or no longer) a database.
+            redb::Error::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                OpenError::Corrupt {
+                    path,
+                    why: io.to_string(),
+                }
+            }
+            other => OpenError::Other {
+                path,
+                why: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Runs `f`, turning a panic in it into `Err(message)` with nothing printed:
+/// redb asserts, rather than returns an error, on some damaged files (a
+/// truncated file, flipped bits). Panics of other threads still print.
+fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    let me = std::thread::current().id();
+    let previous = Arc::new(panic::take_hook());
+    let others = Arc::clone(&previous);
+    panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != me {
+            others(info);
+        }
+    }));
+    let out = panic::catch_unwind(AssertUnwindSafe(f));
+    // Drop our hook (and its clone of `previous`) before putting it back.
+    drop(panic::take_hook());
+    match Arc::try_unwrap(previous) {
+        Ok(hook) => panic::set_hook(hook),
+        Err(shared) => panic::set_hook(Box::new(move |info| shared(info))),
+    }
+    out.map_err(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "an unknown failure".into());
+        format!("redb failed: {what}")
+    })
+}
+
+/// [`Db::open`] and [`Db::create`] inside [`quietly`]: a panic is a corrupt file.
+fn guarded(
+    path: &Path,
+    f: impl FnOnce() -> std::result::Result<Database, OpenError>,
+) -> std::result::Result<Db, OpenError> {
+    let db = quietly(f).map_err(|why| OpenError::Corrupt {
+        path: path.to_path_buf(),
+        why,
+    })??;
+    Ok(Db { db: Arc::new(db) })
 }
 
 macro_rules! storage_errors {
@@ -80,6 +184,137 @@ fn from_json<T: for<'de> Deserialize<'de>>(s: &str) -> Result<T> {
     Ok(serde_json::from_str(s)?)
 }
 
+/// Sorts a redb error met while opening a database into [`OpenError`].
+trait AtOpen<T> {
+    fn at(self, path: &Path) -> std::result::Result<T, OpenError>;
+}
+
+impl<T, E: Into<redb::Error>> AtOpen<T> for std::result::Result<T, E> {
+    fn at(self, path: &Path) -> std::result::Result<T, OpenError> {
+        self.map_err(|e| OpenError::from_redb(path, e))
+    }
+}
+
+/// Whether `daemon init` made `db`. A home from before the mark has the
+/// manager's tables but no mark: it gets the mark now.
+fn initialized(db: &Database, path: &Path) -> std::result::Result<bool, OpenError> {
+    let tx = db.begin_read().at(path)?;
+    let marked = match tx.open_table(META) {
+        Ok(t) => t.get(INITIALIZED).at(path)?.is_some(),
+        Err(redb::TableError::TableDoesNotExist(_)) => false,
+        Err(e) => return Err(OpenError::from_redb(path, e)),
+    };
+    if marked {
+        return Ok(true);
+    }
+    match tx.open_table(NUMBERS) {
+        Ok(_) => {}
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+        Err(e) => return Err(OpenError::from_redb(path, e)),
+    }
+    drop(tx);
+    mark_initialized(db, path)?;
+    tracing::info!("database from before `daemon init` marked the databases it makes: marked now");
+    Ok(true)
+}
+
+/// Writes the mark that `daemon init` made the database.
+fn mark_initialized(db: &Database, path: &Path) -> std::result::Result<(), OpenError> {
+    let tx = db.begin_write().at(path)?;
+    tx.open_table(META)
+        .at(path)?
+        .insert(INITIALIZED, now_secs().to_string().as_str())
+        .at(path)?;
+    tx.commit().at(path)
+}
+
+/// Creates the manager's tables that are missing (a newer version may add some).
+fn ensure_tables(db: &Database, path: &Path) -> std::result::Result<(), OpenError> {
+    let tx = db.begin_write().at(path)?;
+    tx.open_table(ONLINE).at(path)?;
+    tx.open_table(OFFLINE).at(path)?;
+    tx.open_table(NUMBERS).at(path)?;
+    tx.open_table(RESERVATIONS).at(path)?;
+    tx.open_table(WORKERS).at(path)?;
+    tx.commit().at(path)
+}
+
+/// Records of `t` after `after` in key order, raw, until `limit` records or
+/// just past `max_bytes`.
+fn scan(
+    t: &impl ReadableTable<Key, &'static str>,
+    after: Option<SectorID>,
+    limit: usize,
+    max_bytes: usize,
+    into: &mut Vec<(Key, String)>,
+) -> Result<()> {
+    let from = after.map_or(Bound::Unbounded, |id| Bound::Excluded(key(id)));
+    let (mut n, mut bytes) = (0, 0);
+    for entry in t.range((from, Bound::Unbounded))? {
+        if n == limit || bytes > max_bytes {
+            break;
+        }
+        let (k, v) = entry?;
+        bytes += v.value().len();
+        n += 1;
+        into.push((k.value(), v.value().to_string()));
+    }
+    Ok(())
+}
+
+/// Removes worker records last pinged `WORKER_TTL_SECS` before `now` or
+/// earlier (and any that do not decode); how many went.
+fn drop_stale_workers(t: &mut Table<&str, &str>, now: u64) -> Result<u64> {
+    let before = t.len()?;
+    t.retain(|_, v| {
+        serde_json::from_str::<WorkerRecord>(v)
+            .is_ok_and(|r| r.last_ping.saturating_add(WORKER_TTL_SECS) > now)
+    })?;
+    Ok(before - t.len()?)
+}
+
+/// Takes the next number for `miner` and records the new sector online.
+fn allocate_in(
+    numbers: &mut Table<u64, u64>,
+    online: &mut Table<Key, &str>,
+    miner: u64,
+    proof: SealProof,
+    policy: NumberPolicy,
+) -> Result<Option<SectorState>> {
+    let last = numbers.get(miner)?.map(|v| v.value());
+    let Some(next) = last.unwrap_or(0).max(policy.init_number).checked_add(1) else {
+        return Ok(None);
+    };
+    let next = next.max(policy.min_number.unwrap_or(0));
+    if policy.max_number.is_some_and(|max| next > max) {
+        return Ok(None);
+    }
+    numbers.insert(miner, next)?;
+    let now = now_secs();
+    let state = SectorState {
+        id: SectorID {
+            miner,
+            number: next,
+        },
+        sector_type: proof,
+        ticket: None,
+        seed: None,
+        pre: None,
+        pre_message: None,
+        proof: None,
+        proof_message: None,
+        latest_state: None,
+        persisted: None,
+        finalized: false,
+        aborted: false,
+        abort_reason: String::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    online.insert(key(state.id), to_json(&state)?.as_str())?;
+    Ok(Some(state))
+}
+
 /// Space promised to a sector in a persist store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
@@ -108,22 +343,71 @@ pub struct Db {
     db: Arc<Database>,
 }
 
+/// One page of `ListSectors`.
+#[derive(Debug, Default)]
+pub struct SectorPage {
+    pub sectors: Vec<SectorState>,
+    /// The byte cap, not the count limit, ended the page early.
+    pub cut_by_bytes: bool,
+}
+
 impl Db {
-    pub fn open(path: &Path) -> anyhow::Result<Db> {
-        use anyhow::Context;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    /// Makes the database of a new home (`daemon init`), marked as made by
+    /// init. Refuses a file that is there already.
+    pub fn create(path: &Path) -> std::result::Result<Db, OpenError> {
+        let other = |why: String| OpenError::Other {
+            path: path.to_path_buf(),
+            why,
+        };
+        if let Ok(m) = std::fs::metadata(path) {
+            return Err(OpenError::Exists {
+                path: path.to_path_buf(),
+                size: m.len(),
+            });
         }
-        let db =
-            Database::create(path).with_context(|| format!("open database {}", path.display()))?;
-        let tx = db.begin_write()?;
-        tx.open_table(ONLINE)?;
-        tx.open_table(OFFLINE)?;
-        tx.open_table(NUMBERS)?;
-        tx.open_table(RESERVATIONS)?;
-        tx.open_table(WORKERS)?;
-        tx.commit()?;
-        Ok(Db { db: Arc::new(db) })
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| other(format!("create {}: {e}", dir.display())))?;
+        }
+        guarded(path, || {
+            let db = Database::create(path).at(path)?;
+            ensure_tables(&db, path)?;
+            mark_initialized(&db, path)?;
+            Ok(db)
+        })
+    }
+
+    /// Opens the database of an initialized home (`daemon run`). Never makes
+    /// one: a missing, empty, corrupt or unmarked file is an error that names
+    /// it.
+    pub fn open(path: &Path) -> std::result::Result<Db, OpenError> {
+        let size = match std::fs::metadata(path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(OpenError::Missing(path.to_path_buf()))
+            }
+            Err(e) => {
+                return Err(OpenError::Other {
+                    path: path.to_path_buf(),
+                    why: e.to_string(),
+                })
+            }
+        };
+        if size == 0 {
+            return Err(OpenError::Empty(path.to_path_buf()));
+        }
+        guarded(path, || {
+            // `open`, not `create`: redb's create re-initializes an empty file.
+            let db = Database::open(path).at(path)?;
+            if !initialized(&db, path)? {
+                return Err(OpenError::NotInitialized {
+                    path: path.to_path_buf(),
+                    size,
+                });
+            }
+            ensure_tables(&db, path)?;
+            Ok(db)
+        })
     }
 
     /// The database, for the devnet's tables.
@@ -140,44 +424,41 @@ impl Db {
         policy: NumberPolicy,
     ) -> Result<Option<SectorState>> {
         let tx = self.db.begin_write()?;
-        let state = {
-            let mut numbers = tx.open_table(NUMBERS)?;
-            let last = numbers.get(miner)?.map(|v| v.value());
-            let Some(next) = last.unwrap_or(0).max(policy.init_number).checked_add(1) else {
-                return Ok(None);
-            };
-            let next = next.max(policy.min_number.unwrap_or(0));
-            if policy.max_number.is_some_and(|max| next > max) {
-                return Ok(None);
+        let state = allocate_in(
+            &mut tx.open_table(NUMBERS)?,
+            &mut tx.open_table(ONLINE)?,
+            miner,
+            proof,
+            policy,
+        )?;
+        if state.is_some() {
+            tx.commit()?;
+        }
+        Ok(state)
+    }
+
+    /// Allocates up to `count` sectors for `miner` in one transaction, as
+    /// [`Db::allocate`] does one at a time: for seeding a database (tests,
+    /// tools). How many it allocated (fewer when the numbers ran out).
+    pub fn allocate_batch(
+        &self,
+        miner: u64,
+        proof: SealProof,
+        policy: NumberPolicy,
+        count: u64,
+    ) -> Result<u64> {
+        let tx = self.db.begin_write()?;
+        let mut done = 0;
+        {
+            let (mut numbers, mut online) = (tx.open_table(NUMBERS)?, tx.open_table(ONLINE)?);
+            while done < count
+                && allocate_in(&mut numbers, &mut online, miner, proof, policy)?.is_some()
+            {
+                done += 1;
             }
-            numbers.insert(miner, next)?;
-            let now = now_secs();
-            let state = SectorState {
-                id: SectorID {
-                    miner,
-                    number: next,
-                },
-                sector_type: proof,
-                ticket: None,
-                seed: None,
-                pre: None,
-                pre_message: None,
-                proof: None,
-                proof_message: None,
-                latest_state: None,
-                persisted: None,
-                finalized: false,
-                aborted: false,
-                abort_reason: String::new(),
-                created_at: now,
-                updated_at: now,
-            };
-            let mut online = tx.open_table(ONLINE)?;
-            online.insert(key(state.id), to_json(&state)?.as_str())?;
-            state
-        };
+        }
         tx.commit()?;
-        Ok(Some(state))
+        Ok(done)
     }
 
     pub fn online(&self, id: SectorID) -> Result<Option<SectorState>> {
@@ -316,14 +597,39 @@ impl Db {
         Ok(tx.commit()?)
     }
 
-    pub fn list(&self, online: bool) -> Result<Vec<SectorState>> {
+    /// A page of `kind`'s records in SectorID order (online and offline
+    /// merged): those after `after`, at most `limit` of them and at most
+    /// `max_bytes` of JSON, but always at least one if there is one. Records
+    /// are sent as stored, so their stored length is their length on the wire.
+    pub fn list_page(
+        &self,
+        kind: SectorListKind,
+        after: Option<SectorID>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<SectorPage> {
         let tx = self.db.begin_read()?;
-        let t = tx.open_table(if online { ONLINE } else { OFFLINE })?;
-        let mut out = Vec::new();
-        for entry in t.iter()? {
-            out.push(from_json(entry?.1.value())?);
+        let mut raw = Vec::new();
+        for (table, wanted) in [
+            (ONLINE, kind != SectorListKind::Offline),
+            (OFFLINE, kind != SectorListKind::Online),
+        ] {
+            if wanted {
+                scan(&tx.open_table(table)?, after, limit, max_bytes, &mut raw)?;
+            }
         }
-        Ok(out)
+        raw.sort_unstable_by_key(|(k, _)| *k);
+        let mut page = SectorPage::default();
+        let mut bytes = 0;
+        for (_, json) in raw.iter().take(limit) {
+            bytes += json.len();
+            if bytes > max_bytes && !page.sectors.is_empty() {
+                page.cut_by_bytes = true;
+                break;
+            }
+            page.sectors.push(from_json(json)?);
+        }
+        Ok(page)
     }
 
     /// The sector's reservation if it has one of `size` in a store that is
@@ -382,14 +688,275 @@ impl Db {
         Ok(out)
     }
 
+    /// Records a worker's ping. A new worker is refused while
+    /// [`MAX_WORKERS`] records are fresh; stale ones make room.
     pub fn record_ping(&self, info: WorkerInfo) -> Result<()> {
+        self.record_ping_at(info, now_secs(), MAX_WORKERS)
+    }
+
+    fn record_ping_at(&self, info: WorkerInfo, now: u64, max: u64) -> Result<()> {
         let rec = WorkerRecord {
-            last_ping: now_secs(),
+            last_ping: now,
             info,
         };
         let tx = self.db.begin_write()?;
-        tx.open_table(WORKERS)?
-            .insert(rec.info.name.as_str(), to_json(&rec)?.as_str())?;
+        {
+            let mut t = tx.open_table(WORKERS)?;
+            let known = t.get(rec.info.name.as_str())?.is_some();
+            if !known && t.len()? >= max {
+                drop_stale_workers(&mut t, now)?;
+                if t.len()? >= max {
+                    return Err(DbError::TooManyWorkers { max });
+                }
+            }
+            t.insert(rec.info.name.as_str(), to_json(&rec)?.as_str())?;
+        }
         Ok(tx.commit()?)
+    }
+
+    /// Removes the worker records not pinged for [`WORKER_TTL_SECS`] before
+    /// `now`; how many went.
+    pub fn expire_workers(&self, now: u64) -> Result<u64> {
+        let tx = self.db.begin_write()?;
+        let gone = drop_stale_workers(&mut tx.open_table(WORKERS)?, now)?;
+        tx.commit()?;
+        Ok(gone)
+    }
+
+    /// The worker records, by name.
+    pub fn workers(&self) -> Result<Vec<WorkerRecord>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(WORKERS)?;
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            out.push(from_json(entry?.1.value())?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use damocles_api::WorkerInfoSummary;
+    use filecoin_proofs_api::RegisteredSealProof;
+
+    const POLICY: NumberPolicy = NumberPolicy {
+        init_number: 0,
+        min_number: None,
+        max_number: None,
+    };
+
+    fn proof() -> SealProof {
+        SealProof(RegisteredSealProof::StackedDrg2KiBV1_1)
+    }
+
+    fn path(dir: &tempfile::TempDir) -> PathBuf {
+        dir.path().join("data").join("manager.redb")
+    }
+
+    #[test]
+    fn open_never_makes_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(&dir);
+        let err = Db::open(&p).err().unwrap();
+        assert!(matches!(err, OpenError::Missing(_)), "{err}");
+        assert!(!p.exists(), "open made {}", p.display());
+
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"").unwrap();
+        let err = Db::open(&p).err().unwrap().to_string();
+        assert!(
+            err.contains(&p.display().to_string())
+                && err.contains("0 bytes")
+                && err.contains("backup"),
+            "{err}"
+        );
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 0, "left as found");
+
+        // A valid redb file that init did not make (no manager tables).
+        std::fs::remove_file(&p).unwrap();
+        drop(Database::create(&p).unwrap());
+        let size = std::fs::metadata(&p).unwrap().len();
+        let err = Db::open(&p).err().unwrap();
+        assert!(
+            matches!(&err, OpenError::NotInitialized { size: s, .. } if *s == size),
+            "{err}"
+        );
+        assert!(err.to_string().contains("daemon init"), "{err}");
+    }
+
+    #[test]
+    fn create_makes_a_database_once_and_open_keeps_its_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(&dir);
+        let db = Db::create(&p).unwrap();
+        db.allocate(1000, proof(), POLICY).unwrap().unwrap();
+        drop(db);
+        let err = Db::create(&p).err().unwrap();
+        assert!(matches!(err, OpenError::Exists { .. }), "{err}");
+        let db = Db::open(&p).unwrap();
+        let next = db.allocate(1000, proof(), POLICY).unwrap().unwrap();
+        assert_eq!(next.id.number, 2, "numbers go on after a reopen");
+    }
+
+    #[test]
+    fn a_database_from_before_the_mark_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(&dir);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        {
+            // What `daemon run` used to make: the tables, no mark.
+            let db = Database::create(&p).unwrap();
+            ensure_tables(&db, &p).unwrap();
+        }
+        Db::open(&p).unwrap();
+        let db = Database::open(&p).unwrap();
+        let tx = db.begin_read().unwrap();
+        let meta = tx.open_table(META).unwrap();
+        assert!(meta.get(INITIALIZED).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_truncated_database_is_reported_corrupt_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(&dir);
+        let db = Db::create(&p).unwrap();
+        db.allocate_batch(1000, proof(), POLICY, 5_000).unwrap();
+        drop(db);
+        for len in [std::fs::metadata(&p).unwrap().len() / 2, 4096] {
+            let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+            f.set_len(len).unwrap();
+            drop(f);
+            let err = Db::open(&p).err().unwrap();
+            let msg = err.to_string();
+            assert!(matches!(err, OpenError::Corrupt { .. }), "{msg}");
+            assert!(
+                msg.starts_with(&format!("database {} is corrupt (", p.display()))
+                    && msg.ends_with("); restore it from a backup"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn quietly_turns_a_panic_into_an_error() {
+        assert_eq!(quietly(|| 7), Ok(7));
+        let err = quietly(|| -> u32 { panic!("assertion failed: boom") }).unwrap_err();
+        assert_eq!(err, "redb failed: assertion failed: boom");
+    }
+
+    #[test]
+    fn pages_walk_100k_sectors_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::create(&path(&dir)).unwrap();
+        assert_eq!(
+            db.allocate_batch(1000, proof(), POLICY, 60_000).unwrap(),
+            60_000
+        );
+        assert_eq!(
+            db.allocate_batch(1001, proof(), POLICY, 40_000).unwrap(),
+            40_000
+        );
+        // Some offline: `all` merges both tables in SectorID order.
+        let offline: Vec<SectorID> = (1..=100).map(|n| SectorID::new(1000, n * 500)).collect();
+        for id in &offline {
+            db.move_offline(*id, |s| s.finalized = true).unwrap();
+        }
+
+        let walk = |kind: SectorListKind, limit: usize| {
+            let (mut after, mut seen, mut pages) = (None, Vec::new(), 0);
+            loop {
+                let page = db.list_page(kind, after, limit, 8 << 20).unwrap();
+                let Some(last) = page.sectors.last() else {
+                    return (seen, pages);
+                };
+                assert!(page.sectors.len() <= limit);
+                after = Some(last.id);
+                seen.extend(page.sectors.iter().map(|s| s.id));
+                pages += 1;
+            }
+        };
+        let (all, pages) = walk(SectorListKind::All, 1000);
+        assert_eq!(pages, 100);
+        assert_eq!(all.len(), 100_000);
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+        assert_eq!(all[0], SectorID::new(1000, 1));
+        assert_eq!(all[99_999], SectorID::new(1001, 40_000));
+        let (off, _) = walk(SectorListKind::Offline, 30);
+        assert_eq!(off, offline);
+        let (on, _) = walk(SectorListKind::Online, 5000);
+        assert_eq!(on.len(), 100_000 - offline.len());
+    }
+
+    #[test]
+    fn a_page_stops_at_the_byte_cap_with_at_least_one_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::create(&path(&dir)).unwrap();
+        db.allocate_batch(1000, proof(), POLICY, 10_000).unwrap();
+        let cap = 1 << 20;
+        let page = db
+            .list_page(SectorListKind::All, None, usize::MAX, cap)
+            .unwrap();
+        assert!(page.cut_by_bytes && page.sectors.len() < 10_000);
+        let bytes: usize = page
+            .sectors
+            .iter()
+            .map(|s| serde_json::to_string(s).unwrap().len())
+            .sum();
+        assert!(bytes <= cap && bytes > cap - 1000, "{bytes}");
+
+        let one = db.list_page(SectorListKind::All, None, 10, 1).unwrap();
+        assert_eq!(
+            one.sectors.len(),
+            1,
+            "a record larger than the cap still comes"
+        );
+        let whole = db.list_page(SectorListKind::All, None, 10, cap).unwrap();
+        assert!(!whole.cut_by_bytes && whole.sectors.len() == 10);
+    }
+
+    fn worker(name: &str) -> WorkerInfo {
+        WorkerInfo {
+            name: name.into(),
+            dest: "127.0.0.1:17890".into(),
+            version: "0.1.0".into(),
+            summary: WorkerInfoSummary::default(),
+        }
+    }
+
+    #[test]
+    fn worker_records_are_capped_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::create(&path(&dir)).unwrap();
+        let t0 = 1_800_000_000;
+        for name in ["a", "b", "c"] {
+            db.record_ping_at(worker(name), t0, 3).unwrap();
+        }
+        let err = db.record_ping_at(worker("d"), t0 + 60, 3).unwrap_err();
+        assert!(matches!(err, DbError::TooManyWorkers { max: 3 }), "{err}");
+        db.record_ping_at(worker("a"), t0 + 60, 3)
+            .expect("a known worker pings on");
+
+        // A day later b and c are stale: they make room for d.
+        let later = t0 + WORKER_TTL_SECS + 1;
+        db.record_ping_at(worker("d"), later, 3).unwrap();
+        let mut names: Vec<String> = db
+            .workers()
+            .unwrap()
+            .into_iter()
+            .map(|w| w.info.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a", "d"]);
+
+        assert_eq!(db.expire_workers(t0 + 60 + WORKER_TTL_SECS).unwrap(), 1);
+        let names: Vec<String> = db
+            .workers()
+            .unwrap()
+            .into_iter()
+            .map(|w| w.info.name)
+            .collect();
+        assert_eq!(names, ["d"]);
     }
 }

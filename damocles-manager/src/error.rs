@@ -40,6 +40,8 @@ impl From<crate::db::DbError> for ApiError {
         match e {
             DbError::NotOnline { id, why } => ApiError::NotFound(id, why),
             DbError::NotOffline(_) => ApiError::Invalid(e.to_string()),
+            // Records expire: a later ping gets in.
+            DbError::TooManyWorkers { .. } => ApiError::NotReady(e.to_string()),
             DbError::Storage(_) | DbError::Record(_) => ApiError::Internal(e.to_string()),
         }
     }

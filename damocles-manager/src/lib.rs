@@ -4,15 +4,13 @@
 //! |---|---|
 //! | [`config`] | `sector-manager.cfg`: keys, defaults, validation |
 //! | [`home`] | the home directory layout |
-//! | [`auth`] | token secret, minting and checking tokens |
 //! | [`db`] | durable state in redb: sectors, numbers, reservations |
 //! | [`stores`] | persist stores and reservation choice |
 //! | [`sealer`] | the `Venus.*` methods |
-//! | [`server`] | HTTP/WebSocket serving, auth gate, per-call guard |
+//! | [`server`] | the paths and metrics behind the gate (`damocles-gate`) |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`daemon`] | `daemon init` / `daemon run` |
 
-pub mod auth;
 pub mod config;
 pub mod daemon;
 pub mod db;

@@ -7,8 +7,9 @@ use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
 use comfy_table::{presets, Table};
 use damocles_api::cli::ManagerCliApiClient;
+use damocles_api::limits;
 use damocles_api::{Permission, SectorID, SectorListKind, SectorState};
-use damocles_manager::auth::Auth;
+use damocles_gate::Tokens;
 use damocles_manager::daemon::{self, InitOptions, RunOptions};
 use damocles_manager::home::Home;
 use jsonrpsee::http_client::{HeaderMap, HeaderValue, HttpClient, HttpClientBuilder};
@@ -42,6 +43,18 @@ enum Cmd {
     },
     /// Operator commands against the running daemon.
     Util(Util),
+    /// Check the home's sector-manager.cfg without starting the daemon.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Load and validate the config, and load the objstore plugins its
+    /// stores name as `daemon run` would; any refusal fails the check.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -193,7 +206,8 @@ impl std::str::FromStr for SectorArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let daemon_mode = matches!(cli.cmd, Cmd::Daemon { .. });
+    // A check loads plugins as the daemon does: info logs name each one.
+    let daemon_mode = matches!(cli.cmd, Cmd::Daemon { .. } | Cmd::Config { .. });
     let default_level = if daemon_mode { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -239,7 +253,21 @@ async fn dispatch(home: Home, cmd: Cmd) -> Result<()> {
             cmd: DaemonCmd::Run { listen },
         } => daemon::run(&home, RunOptions { listen }).await,
         Cmd::Util(util) => run_util(home, util).await,
+        Cmd::Config {
+            cmd: ConfigCmd::Check,
+        } => check_config(&home),
     }
+}
+
+fn check_config(home: &Home) -> Result<()> {
+    let path = home.config();
+    let loaded = damocles_manager::config::load(&path)?;
+    for key in &loaded.unknown_keys {
+        tracing::warn!(key = %key, file = %path.display(), "unknown config key ignored");
+    }
+    damocles_manager::stores::check_plugins(&loaded.config)?;
+    println!("{}: ok", path.display());
+    Ok(())
 }
 
 fn client(home: &Home, util: &Util) -> Result<HttpClient> {
@@ -285,7 +313,7 @@ async fn run_util(home: Home, util: Util) -> Result<()> {
         cmd: AuthCmd::CreateToken { perm },
     } = &util.cmd
     {
-        println!("{}", Auth::load(&home)?.create_token(*perm)?);
+        println!("{}", Tokens::load(&home.secret())?.create(*perm));
         return Ok(());
     }
     let c = client(&home, &util)?;
@@ -302,25 +330,7 @@ async fn run_util(home: Home, util: Util) -> Result<()> {
                 } else {
                     SectorListKind::Online
                 };
-                let sectors = c.list_sectors(kind).await.map_err(rpc)?;
-                if util.json {
-                    return print_json(&sectors);
-                }
-                let mut t = table(&["SECTOR", "PHASE", "WORKER STATE", "STORE", "UPDATED"]);
-                for s in &sectors {
-                    t.add_row(vec![
-                        s.id.to_string(),
-                        s.phase().to_string(),
-                        s.latest_state
-                            .as_ref()
-                            .map(|l| l.state_change.next.clone())
-                            .unwrap_or_default(),
-                        s.persisted.clone().unwrap_or_default(),
-                        when(s.updated_at),
-                    ]);
-                }
-                println!("{t}");
-                eprintln!("{} sector(s)", sectors.len());
+                list_sectors(&c, kind, util.json).await?;
             }
             SectorsCmd::State { sector } => {
                 let id = sector.0;
@@ -407,6 +417,77 @@ async fn run_util(home: Home, util: Util) -> Result<()> {
         }
         UtilCmd::Auth { .. } => unreachable!("handled above"),
     }
+    Ok(())
+}
+
+/// Prints the sectors of `kind` page by page as they come: a table, or a
+/// JSON array.
+async fn list_sectors(c: &HttpClient, kind: SectorListKind, json: bool) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if json {
+        write!(out, "[")?;
+    } else {
+        print_sector_row(
+            &mut out,
+            ["SECTOR", "PHASE", "WORKER STATE", "STORE", "UPDATED"],
+        )?;
+    }
+    let (mut after, mut total) = (None, 0usize);
+    loop {
+        let page = c
+            .list_sectors(kind, after, Some(limits::LIST_SECTORS_DEFAULT_LIMIT))
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        // A page that does not start after the cursor comes from a manager
+        // that does not page (it answered everything at once): stop there.
+        let fresh: Vec<&SectorState> = page.iter().filter(|s| after < Some(s.id)).collect();
+        let Some(last) = fresh.last() else { break };
+        after = Some(last.id);
+        for s in fresh {
+            if json {
+                let sep = if total == 0 { "\n" } else { ",\n" };
+                write!(out, "{sep}{}", serde_json::to_string_pretty(s)?)?;
+            } else {
+                let row = sector_row(s);
+                print_sector_row(&mut out, row.each_ref().map(String::as_str))?;
+            }
+            total += 1;
+        }
+        out.flush()?;
+    }
+    if json {
+        writeln!(out, "\n]")?;
+        out.flush()?;
+    } else {
+        out.flush()?;
+        eprintln!("{total} sector(s)");
+    }
+    Ok(())
+}
+
+fn sector_row(s: &SectorState) -> [String; 5] {
+    [
+        s.id.to_string(),
+        s.phase().to_string(),
+        s.latest_state
+            .as_ref()
+            .map(|l| l.state_change.next.clone())
+            .unwrap_or_default(),
+        s.persisted.clone().unwrap_or_default(),
+        when(s.updated_at),
+    ]
+}
+
+/// One row of `sectors list`: fixed widths, since the rows come a page at a time.
+fn print_sector_row(
+    out: &mut impl std::io::Write,
+    [id, phase, worker, store, updated]: [&str; 5],
+) -> Result<()> {
+    writeln!(
+        out,
+        "{id:<20} {phase:<12} {worker:<20} {store:<12} {updated}"
+    )?;
     Ok(())
 }
 

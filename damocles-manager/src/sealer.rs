@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use damocles_api::cli::ManagerCliApiServer;
+use damocles_api::limits::{self, TooLong};
 use damocles_api::rpc::SealerApiServer;
 use damocles_api::*;
 use damocles_chain::{miner_entropy, Chain, Domain, Message, MessageStatus, PreCommitParams};
@@ -18,7 +19,7 @@ use rand::seq::SliceRandom;
 use tracing::{debug, info, warn};
 
 use crate::config::ManagerConfig;
-use crate::db::{Db, DbError, NumberPolicy};
+use crate::db::{Db, NumberPolicy};
 use crate::error::ApiError;
 use crate::metrics::{MethodLabels, Metrics, MinerLabels};
 use crate::stores::Stores;
@@ -183,6 +184,11 @@ fn rejected(desc: String) -> SubmitResp {
 
 fn submit(res: SubmitResult) -> SubmitResp {
     SubmitResp { res, desc: None }
+}
+
+/// A field over its cap: invalid params (-32602), naming the field and the cap.
+fn invalid(e: TooLong) -> ApiError {
+    ApiError::Invalid(e.to_string())
 }
 
 #[async_trait]
@@ -530,6 +536,7 @@ impl SealerApiServer for Sealer {
         proof: ProofOnChainInfo,
         reset: bool,
     ) -> RpcResult<SubmitResp> {
+        limits::check_len("Proof", &proof.proof.0, limits::MAX_PROOF_BYTES).map_err(invalid)?;
         let _one_at_a_time = self.0.submit.lock().await;
         let state = self.online(sector).await?;
         let (Some(pre), Some(seed)) = (state.pre, state.seed) else {
@@ -647,8 +654,9 @@ impl SealerApiServer for Sealer {
     async fn report_state(
         &self,
         sector: SectorID,
-        req: ReportStateReq,
+        mut req: ReportStateReq,
     ) -> RpcResult<SectorStateResp> {
+        limits::fit_report(&mut req).map_err(invalid)?;
         let offline = self.db(move |db| db.report(sector, req)).await?;
         Ok(match offline {
             None => SectorStateResp {
@@ -669,11 +677,13 @@ impl SealerApiServer for Sealer {
         self.finish(sector, None).await
     }
 
-    async fn report_aborted(&self, sector: SectorID, reason: String) -> RpcResult<()> {
+    async fn report_aborted(&self, sector: SectorID, mut reason: String) -> RpcResult<()> {
+        limits::truncate_text(&mut reason, limits::MAX_TEXT_BYTES);
         self.finish(sector, Some(reason)).await
     }
 
     async fn worker_ping(&self, info: WorkerInfo) -> RpcResult<()> {
+        limits::check_worker_info(&info).map_err(invalid)?;
         Ok(self.db(move |db| db.record_ping(info)).await?)
     }
 
@@ -714,6 +724,14 @@ impl SealerApiServer for Sealer {
 }
 
 impl Sealer {
+    /// Bytes of records one ListSectors answer holds: the default cap, or
+    /// less when the configured response cap is lower (a fifth of it is left
+    /// for the envelope and the commas between records).
+    fn list_bytes(&self) -> usize {
+        let max_response = self.0.config.common.api.limits.max_response_bytes as usize;
+        limits::LIST_SECTORS_MAX_BYTES.min(max_response / 5 * 4)
+    }
+
     /// ReportFinalized / ReportAborted: the sector goes offline. Repeating it
     /// for a sector already offline is fine.
     async fn finish(&self, sector: SectorID, abort: Option<String>) -> RpcResult<()> {
@@ -734,27 +752,44 @@ impl Sealer {
 
 #[async_trait]
 impl ManagerCliApiServer for Sealer {
-    async fn list_sectors(&self, kind: SectorListKind) -> RpcResult<Vec<SectorState>> {
-        let out = self
-            .db(move |db| {
-                let mut out = Vec::new();
-                if matches!(kind, SectorListKind::Online | SectorListKind::All) {
-                    out.extend(db.list(true)?);
-                }
-                if matches!(kind, SectorListKind::Offline | SectorListKind::All) {
-                    out.extend(db.list(false)?);
-                }
-                Ok::<_, DbError>(out)
-            })
+    async fn list_sectors(
+        &self,
+        kind: SectorListKind,
+        after: Option<SectorID>,
+        limit: Option<u64>,
+    ) -> RpcResult<Vec<SectorState>> {
+        let paged = after.is_some() || limit.is_some();
+        // The old call shape (`[kind]`) gets no count limit: every answer that
+        // fit in one response before is answered whole as before. Only the
+        // byte cap applies, so a table too big for one response gives its
+        // first 8 MiB of records instead of "Response is too big" (the
+        // response cap is the server's, the same for every method).
+        let count = match limit {
+            Some(0) => return Err(ApiError::Invalid("limit must be at least 1".into()).into()),
+            Some(n) => n.min(limits::LIST_SECTORS_MAX_LIMIT),
+            None if paged => limits::LIST_SECTORS_DEFAULT_LIMIT,
+            None => u64::MAX,
+        };
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        let bytes = self.list_bytes();
+        let page = self
+            .db(move |db| db.list_page(kind, after, count, bytes))
             .await?;
-        Ok(out)
+        if page.cut_by_bytes && !paged {
+            warn!(
+                sent = page.sectors.len(),
+                "ListSectors without paging params: answered only the first {bytes} bytes of records; page with [kind, after, limit]"
+            );
+        }
+        Ok(page.sectors)
     }
 
     async fn find_sector(&self, sector: SectorID) -> RpcResult<Option<SectorState>> {
         Ok(self.db(move |db| db.find(sector)).await?.map(|(s, _)| s))
     }
 
-    async fn abort_sector(&self, sector: SectorID, reason: String) -> RpcResult<()> {
+    async fn abort_sector(&self, sector: SectorID, mut reason: String) -> RpcResult<()> {
+        limits::truncate_text(&mut reason, limits::MAX_TEXT_BYTES);
         info!(sector = %sector, %reason, "sector aborted by the operator");
         Ok(self
             .db(move |db| {

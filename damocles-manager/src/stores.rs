@@ -8,18 +8,17 @@
 //! the size on top of what is already reserved there.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use damocles_api::{SectorID, StoreBasicInfo};
-use damocles_objstore::registry::Registry;
+use damocles_objstore::registry::{Registry, Wanted};
 use damocles_objstore::{Config as StoreConfig, ErrorKind as StoreErrorKind, ObjectPath, Store};
 use damocles_sector::objects;
 use rand::Rng;
 use tracing::{error, info};
 
-use crate::config::{PersistStoreConfig, PieceStoreConfig};
+use crate::config::{ManagerConfig, PersistStoreConfig, PieceStoreConfig};
 
 #[derive(Clone)]
 pub struct PersistStore {
@@ -168,13 +167,43 @@ impl PersistStore {
     }
 }
 
-/// The plugins in `[Common.Plugins] Dir` (none when it is empty). Each
-/// library refused is logged naming the file; the rest are kept.
-pub fn load_plugins(dir: &Path) -> Result<Registry> {
+const PLUGINS_DIR_KEY: &str = "Common.Plugins.Dir";
+
+/// The plugins the persist and piece stores name, or every library in the
+/// dir with `LoadAll`.
+fn wanted_plugins(cfg: &ManagerConfig) -> Wanted {
+    let persist = cfg.common.persist_stores.iter().map(|s| &s.plugin_name);
+    let piece = cfg.common.piece_stores.iter().map(|s| &s.plugin_name);
+    Wanted::new(
+        cfg.common.plugins.load_all,
+        persist.chain(piece).map(String::as_str),
+    )
+}
+
+/// The plugins in `[Common.Plugins] Dir` the stores need (none when the dir
+/// is empty). Each library refused is logged naming the file; the rest are
+/// kept.
+pub fn load_plugins(cfg: &ManagerConfig) -> Result<Registry> {
+    let dir = &cfg.common.plugins.dir;
     if dir.as_os_str().is_empty() {
         return Ok(Registry::empty());
     }
-    Ok(Registry::load_logged(dir, "Common.Plugins.Dir")?)
+    Ok(Registry::load_logged(
+        dir,
+        PLUGINS_DIR_KEY,
+        &wanted_plugins(cfg),
+    )?)
+}
+
+/// What `config check` adds to the config's own validation: the plugins
+/// loaded as [`load_plugins`] does, but a refused library, or a plugin a
+/// store names that no library serves, is an error.
+pub fn check_plugins(cfg: &ManagerConfig) -> Result<()> {
+    let dir = &cfg.common.plugins.dir;
+    if !dir.as_os_str().is_empty() {
+        Registry::check(dir, PLUGINS_DIR_KEY, &wanted_plugins(cfg))?;
+    }
+    Ok(())
 }
 
 /// Opens the `what` ("persist", "piece") store configured at `key`. A
@@ -260,7 +289,14 @@ impl PieceStores {
     /// A name that is not alphanumeric (dots, slashes, temporary files) is
     /// never looked up.
     pub fn find(&self, cid: &str) -> PieceLookup {
-        if cid.is_empty() || !cid.chars().all(|c| c.is_ascii_alphanumeric()) {
+        // A piece CID is well under 128 characters; a longer name is
+        // refused here rather than reaching the file system (ENAMETOOLONG
+        // would read as "store unreachable").
+        const MAX_CID_LEN: usize = 256;
+        if cid.is_empty()
+            || cid.len() > MAX_CID_LEN
+            || !cid.chars().all(|c| c.is_ascii_alphanumeric())
+        {
             return PieceLookup::BadName(format!("{cid:?} is not a piece CID"));
         }
         let mut unreachable = Vec::new();
@@ -373,6 +409,8 @@ impl Stores {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     /// A filesystem store in `dir`; the picks below never touch it.

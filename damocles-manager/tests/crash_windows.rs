@@ -24,7 +24,7 @@ async fn manager(dir: &std::path::Path) -> (Sealer, Arc<Devnet>, Db) {
         seed_delay: 2,
     });
     let cfg = config::parse(&text).unwrap().config;
-    let db = Db::open(&dir.join("m.redb")).unwrap();
+    let db = Db::create(&dir.join("m.redb")).unwrap();
     let policy = Policy {
         seed_delay: 2,
         ..Policy::default()

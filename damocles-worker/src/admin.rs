@@ -1,13 +1,23 @@
 //! The worker's admin JSON-RPC (`VenusWorker.*`, damocles' names and shapes)
 //! and the `damocles-worker worker list|pause|resume` client side.
+//!
+//! The admin RPC changes what the worker runs (`WorkerSetEnv` reaches every
+//! ext-processor), so it takes the manager's token scheme: a secret beside
+//! the config file (`keystore/admin-secret`, made at the first start), an
+//! admin token the daemon writes next to it (`admin-token`, 0600) for the
+//! CLI, and no rights without a token. It serves through the same gate as
+//! the manager (limits, Origin and Host checks).
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use damocles_api::Permission;
+use damocles_gate::{Access, Endpoint, Limits, Rpc, RpcPolicy, Tokens};
 use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
-use jsonrpsee::server::{Server, ServerHandle};
+use jsonrpsee::server::ServerHandle;
 use jsonrpsee::types::ErrorObjectOwned;
 
 use vc_processors::producer::EnvOverrides;
@@ -107,12 +117,121 @@ impl WorkerAdminApiServer for Admin {
     }
 }
 
-/// Serves the admin API on `addr`.
-pub async fn serve(addr: SocketAddr, admin: Admin) -> anyhow::Result<(SocketAddr, ServerHandle)> {
-    let server = Server::builder()
-        .build(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("admin RPC: listen on {addr}: {e}"))?;
-    let bound = server.local_addr()?;
-    Ok((bound, server.start(admin.into_rpc())))
+/// Where a worker's admin credentials live: beside its config file.
+pub struct AdminFiles {
+    dir: PathBuf,
+}
+
+impl AdminFiles {
+    /// The files of the worker whose config is `config`.
+    pub fn of(config: &Path) -> AdminFiles {
+        let dir = match config.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        AdminFiles { dir }
+    }
+
+    /// The HMAC secret tokens are signed with (0600).
+    pub fn secret(&self) -> PathBuf {
+        self.dir.join("keystore").join("admin-secret")
+    }
+
+    /// The admin token the CLI sends (0600).
+    pub fn token(&self) -> PathBuf {
+        self.dir.join("admin-token")
+    }
+
+    /// At daemon start: makes the secret if there is none (a short one is
+    /// refused, naming the file) and writes the admin token.
+    pub fn prepare(&self) -> anyhow::Result<Arc<Tokens>> {
+        if Tokens::create_secret_file(&self.secret())? {
+            tracing::info!(path = %self.secret().display(), "admin token secret created");
+        }
+        let tokens = Tokens::load(&self.secret())?;
+        damocles_gate::token::write_private(
+            &self.token(),
+            tokens.create(Permission::Admin).as_bytes(),
+        )?;
+        Ok(Arc::new(tokens))
+    }
+
+    /// The token the CLI sends.
+    pub fn read_token(&self) -> anyhow::Result<String> {
+        use anyhow::Context;
+        let p = self.token();
+        let text = std::fs::read_to_string(&p).with_context(|| {
+            format!(
+                "read the worker's admin token {} (the daemon writes it at start; or pass --token)",
+                p.display()
+            )
+        })?;
+        Ok(text.trim().to_string())
+    }
+}
+
+/// The permission each admin method needs: reading the threads takes
+/// `read`, changing anything `admin`.
+pub fn required(method: &str) -> Permission {
+    match method {
+        "VenusWorker.WorkerList" | "VenusWorker.WorkerVersion" => Permission::Read,
+        _ => Permission::Admin,
+    }
+}
+
+/// Calls are not counted per method on the worker: its metrics are about
+/// sealing.
+struct Uncounted;
+
+impl damocles_gate::CallObserver for Uncounted {
+    fn call_done(&self, _: &str, _: damocles_gate::Outcome, _: Option<std::time::Duration>) {}
+}
+
+/// No plain paths on the admin port.
+struct NoRoutes;
+
+impl damocles_gate::Routes for NoRoutes {
+    fn route(
+        &self,
+        _: &http::request::Parts,
+        _: &damocles_gate::Granted,
+    ) -> Option<damocles_gate::BoxFuture<jsonrpsee::server::HttpResponse>> {
+        None
+    }
+}
+
+/// Serves the admin API on `listener`: every call needs a token from `tokens`.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    tokens: Arc<Tokens>,
+    admin: Admin,
+) -> anyhow::Result<(SocketAddr, ServerHandle)> {
+    let access = Access {
+        tokens,
+        anonymous: vec![],
+        open_on_loopback: false,
+    };
+    let rpc = Rpc {
+        path: "/",
+        methods: admin.into_rpc().into(),
+        policy: RpcPolicy {
+            required,
+            observer: Arc::new(Uncounted),
+        },
+    };
+    damocles_gate::start(
+        listener,
+        Endpoint {
+            name: "worker admin RPC",
+            access,
+            limits: Limits {
+                // A handful of operators' CLIs, not a fleet.
+                max_connections: 256,
+                max_untrusted: 64,
+                ..Limits::default()
+            },
+            routes: Arc::new(NoRoutes),
+            rpc: Some(rpc),
+        },
+    )
 }

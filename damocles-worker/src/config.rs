@@ -59,6 +59,9 @@ pub struct PluginsSection {
     /// Objstore plugins (shared libraries) loaded at start, the same files
     /// the manager loads; `[[attached]]` stores name one by `plugin_name`.
     pub dir: Option<PathBuf>,
+    /// Load every library in `dir`, not only those the `plugin_name`s need
+    /// (docs/objstore.md).
+    pub load_all: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -229,6 +232,23 @@ pub struct SealingOptions {
     pub ignore_proof_check: Option<bool>,
     pub request_task_max_retries: Option<u32>,
     pub verify_after_pc2: Option<bool>,
+}
+
+impl SealingOptions {
+    /// Refuses an interval of zero: a thread would spin on the manager and
+    /// the disk without pause. `key` names the section in errors.
+    fn check_intervals(&self, key: &str) -> Result<()> {
+        for (name, value) in [
+            ("seal_interval", self.seal_interval),
+            ("recover_interval", self.recover_interval),
+            ("rpc_polling_interval", self.rpc_polling_interval),
+        ] {
+            if value.is_some_and(|d| d.is_zero()) {
+                bail!("key {key}.{name}: 0s would retry without pause; use at least 1s");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A thread's effective sealing settings.
@@ -483,6 +503,22 @@ pub struct Cgroup {
 }
 
 impl ProcessorEntry {
+    /// Refuses values that cannot work: a zero `timeout` fails every request
+    /// at once, a zero `stable_wait` every start, a negative NUMA node names
+    /// no node. `key` names the entry in errors.
+    fn check_numbers(&self, key: &str) -> Result<()> {
+        if self.timeout.is_some_and(|d| d.is_zero()) {
+            bail!("key {key}.timeout: 0s would fail every request at once; remove it for no limit");
+        }
+        if self.stable_wait.is_some_and(|d| d.is_zero()) {
+            bail!("key {key}.stable_wait: 0s leaves no time for the ready line");
+        }
+        if let Some(n) = self.numa_preferred.filter(|n| *n < 0) {
+            bail!("key {key}.numa_preferred: {n} is not a NUMA node (0, 1, ...)");
+        }
+        Ok(())
+    }
+
     /// The child's command line (defaults filled in).
     pub fn command(&self, stage: &str, self_exe: &Path) -> (PathBuf, Vec<String>) {
         let bin = self.bin.clone().unwrap_or_else(|| self_exe.to_path_buf());
@@ -527,6 +563,8 @@ impl WorkerConfig {
             if t.location.as_os_str().is_empty() {
                 bail!("key {key}.location: missing");
             }
+            require_absolute(&t.location, &format!("{key}.location"))?;
+            t.sealing.check_intervals(&format!("{key}.sealing"))?;
             if !locations.insert(&t.location) {
                 bail!(
                     "key {key}.location: {} is used by another thread",
@@ -544,6 +582,7 @@ impl WorkerConfig {
             }
             Sealing::resolve(&self.sealing, &t.sealing, &format!("{key}.sealing"))?;
         }
+        self.sealing.check_intervals("sealing")?;
         Sealing::resolve(&self.sealing, &SealingOptions::default(), "sealing")?;
         let mut names = BTreeSet::new();
         for (i, a) in self.attached.iter().enumerate() {
@@ -574,7 +613,8 @@ impl WorkerConfig {
                 None if !a.meta.is_empty() => bail!(
                     "key attached[{i}].meta: only a plugin store (plugin_name) takes meta"
                 ),
-                None => {}
+                // A directory store; a plugin's location is the plugin's business.
+                None => require_absolute(&a.location, &format!("attached[{i}].location"))?,
             }
         }
         let p = &self.processors;
@@ -621,6 +661,7 @@ impl WorkerConfig {
                 if e.concurrent == Some(0) {
                     bail!("key {key}.concurrent: 0 would never run a task");
                 }
+                e.check_numbers(&key)?;
                 if let Some(cpuset) = e.cgroup.as_ref().and_then(|c| c.cpuset.as_deref()) {
                     vc_processors::sys::parse_cpuset(cpuset)
                         .map_err(|e| anyhow!("key {key}.cgroup.cpuset: {e:#}"))?;
@@ -631,6 +672,49 @@ impl WorkerConfig {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The checks that read the disk, for `config check` and the daemon's
+    /// start; errors name their keys, and so do the warnings returned. Links
+    /// are resolved: two threads may not share a location under two names, and
+    /// an attached directory store may not be, hold or lie in a sealing
+    /// location (persisting would copy sector files onto themselves).
+    pub fn check_paths(&self) -> Result<Vec<String>> {
+        let threads = self
+            .sealing_thread
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let key = format!("sealing_thread[{i}].location");
+                let real = resolve(&t.location, &key)?;
+                Ok((key, real))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (j, (key, real)) in threads.iter().enumerate() {
+            if let Some((first, _)) = threads[..j].iter().find(|(_, r)| r == real) {
+                bail!(
+                    "key {key}: {} is the same directory as {first}; each thread needs its own",
+                    real.display()
+                );
+            }
+        }
+        let mut warnings = Vec::new();
+        for (i, a) in self.attached.iter().enumerate() {
+            if a.plugin_name.is_none() {
+                let key = format!("attached[{i}].location");
+                warnings.extend(check_store_dir(&a.location, &key)?);
+                refuse_overlap(&a.location, &key, &threads)?;
+            }
+        }
+        Ok(warnings)
+    }
+
+    /// [`check_paths`](Self::check_paths), its warnings logged.
+    pub fn check_paths_logged(&self) -> Result<()> {
+        for w in self.check_paths()? {
+            tracing::warn!("{w}");
         }
         Ok(())
     }
@@ -657,6 +741,61 @@ impl WorkerConfig {
         }
         out
     }
+}
+
+/// A location must not depend on the directory the daemon starts in.
+fn require_absolute(path: &Path, key: &str) -> Result<()> {
+    if !path.is_absolute() {
+        bail!(
+            "key {key}: {} is relative; give an absolute path",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Where `path` really is, links resolved (through its nearest existing
+/// ancestor if it does not exist yet).
+fn resolve(path: &Path, key: &str) -> Result<PathBuf> {
+    vc_processors::builtin::real_path(path)
+        .map_err(|e| anyhow!("key {key}: cannot resolve {}: {e}", path.display()))
+}
+
+/// An attached directory store: a file there is an error; a missing directory
+/// only a warning (a mount not there yet: persisting waits for it).
+fn check_store_dir(path: &Path, key: &str) -> Result<Option<String>> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(None),
+        Ok(_) => bail!("key {key}: {} is not a directory", path.display()),
+        Err(e) => Ok(Some(format!(
+            "key {key}: {}: {e}; persisting to this store fails until it is there",
+            path.display()
+        ))),
+    }
+}
+
+/// Refuses a store at `path` that is, holds or lies in a sealing location.
+fn refuse_overlap(path: &Path, key: &str, threads: &[(String, PathBuf)]) -> Result<()> {
+    let real = resolve(path, key)?;
+    for (thread_key, thread) in threads {
+        let how = if real == *thread {
+            "is"
+        } else if real.starts_with(thread) {
+            "lies inside"
+        } else if thread.starts_with(&real) {
+            "contains"
+        } else {
+            continue;
+        };
+        bail!(
+            "key {key}: {} (resolved: {}) {how} {thread_key} ({}); persisting would copy \
+             sector files onto themselves",
+            path.display(),
+            real.display(),
+            thread.display()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -817,5 +956,172 @@ weight = 2
         );
         assert!(manager_url("/ip4/x/udp/1").is_err());
         assert!(manager_url("ftp://x").is_err());
+    }
+
+    /// A value that parses but cannot work is refused, naming its key.
+    #[test]
+    fn values_that_cannot_work_name_their_key() {
+        let bad = |from: &str, to: &str| {
+            assert!(DAMOCLES_STYLE.contains(from), "{from}");
+            parse(&DAMOCLES_STYLE.replace(from, to))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| format!("accepted: {to}"))
+        };
+        let cases = [
+            (
+                "stable_wait = \"10s\"",
+                "stable_wait = \"0s\"",
+                "processors.c2[0].stable_wait",
+            ),
+            (
+                "stable_wait = \"10s\"",
+                "timeout = \"0s\"",
+                "processors.c2[0].timeout",
+            ),
+            (
+                "cgroup.cpuset = \"0-1\"",
+                "numa_preferred = -1",
+                "processors.pc2[0].numa_preferred",
+            ),
+            (
+                "seal_interval = \"10s\"",
+                "seal_interval = \"0s\"",
+                "sealing.seal_interval",
+            ),
+            (
+                "recover_interval = \"5s\"",
+                "recover_interval = \"0s\"",
+                "sealing.recover_interval",
+            ),
+            (
+                "rpc_polling_interval = \"2s\"",
+                "rpc_polling_interval = \"0s\"",
+                "sealing.rpc_polling_interval",
+            ),
+            (
+                "sealing.max_retries = 7",
+                "sealing.seal_interval = \"0ms\"",
+                "sealing_thread[1].sealing.seal_interval",
+            ),
+            (
+                "location = \"/data/sealing-1\"",
+                "location = \"data/sealing-1\"",
+                "sealing_thread[0].location",
+            ),
+            (
+                "location = \"/data/store-1\"",
+                "location = \"./store-1\"",
+                "attached[0].location",
+            ),
+        ];
+        for (from, to, key) in cases {
+            let err = bad(from, to);
+            assert!(err.contains(&format!("key {key}:")), "{to}: {err}");
+        }
+        // A plugin store's location is a bucket, not a path.
+        let plugin = DAMOCLES_STYLE.replace(
+            "location = \"/data/store-1\"",
+            "location = \"bucket\"\nplugin_name = \"s3\"\n[plugins]\ndir = \"/p\"\n[[attached]]\nlocation = \"/data/store-2\"",
+        );
+        parse(&plugin).unwrap();
+    }
+
+    fn with_locations(threads: &[&Path], attached: &[&Path]) -> WorkerConfig {
+        WorkerConfig {
+            sealing_thread: threads
+                .iter()
+                .map(|l| SealingThread {
+                    location: l.to_path_buf(),
+                    ..Default::default()
+                })
+                .collect(),
+            attached: attached
+                .iter()
+                .map(|l| AttachedStore {
+                    location: l.to_path_buf(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_attached_store_overlapping_a_sealing_location_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let sealing = d.path().join("sealing");
+        std::fs::create_dir_all(sealing.join("data")).unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&sealing, &link).unwrap();
+        let store = d.path().join("store");
+        std::fs::create_dir(&store).unwrap();
+
+        let refused = |attached: &Path, how: &str| {
+            let err = with_locations(&[&sealing], &[&store, attached])
+                .check_paths()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("key attached[1].location:")
+                    && err.contains(&format!(") {how} sealing_thread[0].location")),
+                "{}: {err}",
+                attached.display()
+            );
+        };
+        // The finding's config: the store is the thread's data directory.
+        refused(&sealing.join("data"), "lies inside");
+        refused(&link.join("data"), "lies inside");
+        refused(&link, "is");
+        refused(d.path(), "contains");
+        // Not there yet, but would be inside once created.
+        refused(&link.join("data/persist"), "lies inside");
+
+        let ok = with_locations(&[&sealing], &[&store])
+            .check_paths()
+            .unwrap();
+        assert!(ok.is_empty(), "{ok:?}");
+    }
+
+    #[test]
+    fn thread_locations_and_store_dirs_are_checked_on_disk() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        std::fs::create_dir(&a).unwrap();
+        let alias = d.path().join("alias");
+        std::os::unix::fs::symlink(&a, &alias).unwrap();
+        let store = d.path().join("store");
+        std::fs::create_dir(&store).unwrap();
+
+        let err = with_locations(&[&a, &alias], &[&store])
+            .check_paths()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("key sealing_thread[1].location:")
+                && err.contains("same directory as sealing_thread[0].location"),
+            "{err}"
+        );
+        // Created later, under the same name twice: the same directory too.
+        let new = d.path().join("new");
+        let err = with_locations(&[&new, &d.path().join("./new/")], &[&store])
+            .check_paths()
+            .unwrap_err();
+        assert!(err.to_string().contains("sealing_thread[1]"), "{err}");
+
+        let file = d.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = with_locations(&[&a], &[&file]).check_paths().unwrap_err();
+        assert!(
+            err.to_string().contains("key attached[0].location: ")
+                && err.to_string().contains("is not a directory"),
+            "{err}"
+        );
+        let missing = d.path().join("missing");
+        let warnings = with_locations(&[&a], &[&missing]).check_paths().unwrap();
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("key attached[0].location:"),
+            "{warnings:?}"
+        );
     }
 }

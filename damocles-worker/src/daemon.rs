@@ -61,6 +61,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
         warn!(key = %key, "accepted but not used by this release");
     }
     let cfg = loaded.config;
+    cfg.check_paths_logged()?;
     let client = ManagerClient::new(&cfg.sector_manager, RetryPolicy::default())?;
     let exe = std::env::current_exe().context("locate this executable")?;
     let processors = Arc::new(Processors::start(&cfg.processors, &exe).await?);
@@ -97,7 +98,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
         .rpc_server
         .host
         .clone()
-        .unwrap_or_else(|| "0.0.0.0".into());
+        .unwrap_or_else(|| "127.0.0.1".into());
     let listen: std::net::SocketAddr = format!("{host}:{}", cfg.worker.rpc_server.port)
         .parse()
         .with_context(|| {
@@ -106,16 +107,19 @@ pub async fn run(config_path: &Path) -> Result<()> {
                 cfg.worker.rpc_server.port
             )
         })?;
+    let tokens = crate::admin::AdminFiles::of(config_path).prepare()?;
+    let listener = damocles_gate::bind("worker admin RPC (key worker.rpc_server)", listen).await?;
     let (admin_addr, _admin) = crate::admin::serve(
-        listen,
+        listener,
+        Arc::clone(&tokens),
         crate::admin::Admin {
             threads: ctrls.clone(),
             env: processors.env_overrides().clone(),
         },
-    )
-    .await?;
+    )?;
     let outcomes = SectorOutcomes::default();
-    if let Some(addr) = cfg.metrics.listen()? {
+    // Held for the life of the daemon: dropping it stops the server.
+    let _metrics_server = if let Some(addr) = cfg.metrics.listen()? {
         let restarts = Arc::clone(&processors);
         let metrics = WorkerMetrics::new(
             &instance,
@@ -124,9 +128,13 @@ pub async fn run(config_path: &Path) -> Result<()> {
             Box::new(move || restarts.restarts()),
             outcomes.clone(),
         );
-        let bound = crate::metrics::serve(addr, Arc::new(metrics)).await?;
+        let (bound, server) =
+            crate::metrics::serve(addr, Arc::new(metrics), Arc::clone(&tokens)).await?;
         info!(addr = %bound, "metrics on /metrics");
-    }
+        Some(server)
+    } else {
+        None
+    };
     let count = threads.len();
     for (i, (mut thread, sealing)) in threads.into_iter().enumerate() {
         let outcomes = outcomes.clone();

@@ -47,6 +47,10 @@ enum Cmd {
         /// worker.rpc_server, else 127.0.0.1:17890).
         #[arg(long, value_name = "HOST:PORT")]
         host: Option<String>,
+        /// The admin token (default: the `admin-token` file the daemon
+        /// writes beside its config file).
+        #[arg(long, env = "DAMOCLES_WORKER_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         #[arg(
             short = 'c',
             long = "config",
@@ -214,9 +218,12 @@ fn run() -> Result<()> {
         Cmd::Config {
             cmd: ConfigCmd::Check { config },
         } => check(&config),
-        Cmd::Worker { host, config, cmd } => {
-            tokio::runtime::Runtime::new()?.block_on(worker_cmd(host, config, cmd))
-        }
+        Cmd::Worker {
+            host,
+            token,
+            config,
+            cmd,
+        } => tokio::runtime::Runtime::new()?.block_on(worker_cmd(host, token, config, cmd)),
         Cmd::Generator {
             cmd: GeneratorCmd::TreeD { size, path },
         } => generate_tree_d(&size, &path),
@@ -245,10 +252,19 @@ fn run() -> Result<()> {
 
 async fn worker_cmd(
     host: Option<String>,
+    token: Option<String>,
     config: Option<std::path::PathBuf>,
     cmd: WorkerCmd,
 ) -> Result<()> {
-    use damocles_worker::admin::WorkerAdminApiClient;
+    use damocles_worker::admin::{AdminFiles, WorkerAdminApiClient};
+    let token = match (token, &config) {
+        (Some(t), _) => t,
+        (None, Some(c)) => AdminFiles::of(c).read_token()?,
+        (None, None) => anyhow::bail!(
+            "the worker's admin RPC needs its token: pass -c <worker config> (the daemon writes \
+             `admin-token` beside it) or --token / DAMOCLES_WORKER_TOKEN"
+        ),
+    };
     let host = match (host, config) {
         (Some(h), _) => h,
         (None, Some(c)) => {
@@ -267,8 +283,16 @@ async fn worker_cmd(
         }
         (None, None) => "127.0.0.1:17890".into(),
     };
-    let client =
-        jsonrpsee::http_client::HttpClientBuilder::default().build(format!("http://{host}"))?;
+    let mut headers = jsonrpsee::http_client::HeaderMap::new();
+    headers.insert(
+        "Authorization",
+        format!("Bearer {token}")
+            .parse()
+            .map_err(|_| anyhow::anyhow!("the admin token is not a valid header value"))?,
+    );
+    let client = jsonrpsee::http_client::HttpClientBuilder::default()
+        .set_headers(headers)
+        .build(format!("http://{host}"))?;
     let rpc = |e: jsonrpsee::core::ClientError| anyhow::anyhow!("worker at {host}: {e}");
     match cmd {
         WorkerCmd::List { json } => {
@@ -377,12 +401,14 @@ fn generate_tree_d(size: &str, dir: &std::path::Path) -> Result<()> {
 
 fn check(path: &std::path::Path) -> Result<()> {
     let loaded = damocles_worker::config::load(path)?;
+    loaded.config.check_paths_logged()?;
     for key in &loaded.unknown_keys {
         tracing::warn!(key = %key, file = %path.display(), "unknown config key ignored");
     }
     for key in loaded.config.unsupported() {
         tracing::warn!(key = %key, "accepted but not used by this release");
     }
+    damocles_worker::stores::check_plugins(&loaded.config)?;
     let exe = std::env::current_exe()?;
     println!("{}: ok", path.display());
     print!(

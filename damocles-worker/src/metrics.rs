@@ -6,20 +6,13 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, Result};
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use anyhow::Result;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tracing::warn;
 
 use crate::processors::StageSeconds;
 use crate::sealing::ctrl::{self, Ctrl, ThreadState};
@@ -133,49 +126,53 @@ impl WorkerMetrics {
     }
 }
 
-/// Serves `GET /metrics` on `addr`; other paths get 404. Returns the bound
-/// address (for port 0).
-pub async fn serve(addr: SocketAddr, metrics: Arc<WorkerMetrics>) -> Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("key metrics.http_listen: listen on {addr}"))?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    warn!(error = %e, "metrics: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let metrics = Arc::clone(&metrics);
-            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let metrics = Arc::clone(&metrics);
-                async move {
-                    let (status, body) = match req.uri().path() {
-                        "/metrics" => (200, metrics.render()),
-                        other => (
-                            404,
-                            format!("no such path {other:?}; metrics are at /metrics\n"),
-                        ),
-                    };
-                    hyper::Response::builder()
-                        .status(status)
-                        .header("content-type", "text/plain; version=0.0.4")
-                        .body(Full::new(Bytes::from(body)))
-                }
-            });
-            tokio::spawn(async move {
-                if let Err(e) = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    warn!(error = %e, "metrics: connection failed");
-                }
-            });
-        }
-    });
-    Ok(bound)
+/// `GET /metrics`; other paths 404.
+struct MetricsRoute(Arc<WorkerMetrics>);
+
+impl damocles_gate::Routes for MetricsRoute {
+    fn route(
+        &self,
+        req: &http::request::Parts,
+        _: &damocles_gate::Granted,
+    ) -> Option<damocles_gate::BoxFuture<jsonrpsee::server::HttpResponse>> {
+        let (status, body) = match req.uri.path() {
+            "/metrics" => (200, self.0.render()),
+            other => (
+                404,
+                format!("no such path {other:?}; metrics are at /metrics\n"),
+            ),
+        };
+        let resp = http::Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+            .body(jsonrpsee::server::HttpBody::from(body))
+            .expect("a valid response");
+        Some(Box::pin(async move { resp }))
+    }
+}
+
+/// Serves `GET /metrics` on `addr` through the gate (its limits and
+/// timeouts; no token needed) until the handle is dropped or stopped.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<WorkerMetrics>,
+    tokens: Arc<damocles_gate::Tokens>,
+) -> Result<(SocketAddr, jsonrpsee::server::ServerHandle)> {
+    let listener = damocles_gate::bind("metrics (key metrics.http_listen)", addr).await?;
+    let endpoint = damocles_gate::Endpoint {
+        name: "worker metrics",
+        access: damocles_gate::Access {
+            tokens,
+            anonymous: vec![],
+            open_on_loopback: false,
+        },
+        limits: damocles_gate::Limits {
+            max_connections: 64,
+            max_untrusted: 64,
+            ..Default::default()
+        },
+        routes: Arc::new(MetricsRoute(metrics)),
+        rpc: None,
+    };
+    damocles_gate::start(listener, endpoint)
 }

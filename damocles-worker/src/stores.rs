@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use damocles_objstore::registry::Registry;
+use damocles_objstore::registry::{Registry, Wanted};
 use damocles_objstore::{Config as StoreConfig, ObjectPath, Store};
 use tracing::{error, info};
 
@@ -103,13 +103,34 @@ pub fn persist_files(
     files
 }
 
+const PLUGINS_DIR_KEY: &str = "plugins.dir";
+
+/// The plugins the `[[attached]]` stores name, or every library in the dir
+/// with `load_all`.
+fn wanted_plugins(cfg: &WorkerConfig) -> Wanted {
+    Wanted::new(
+        cfg.plugins.load_all,
+        cfg.attached.iter().filter_map(|a| a.plugin_name.as_deref()),
+    )
+}
+
+/// What `config check` adds to the config's own validation: the plugins
+/// loaded as the daemon loads them, but a refused library, or a plugin a
+/// store names that no library serves, is an error.
+pub fn check_plugins(cfg: &WorkerConfig) -> Result<()> {
+    if let Some(dir) = &cfg.plugins.dir {
+        Registry::check(dir, PLUGINS_DIR_KEY, &wanted_plugins(cfg))?;
+    }
+    Ok(())
+}
+
 /// The attached stores that can be used. A plugin library that is refused,
 /// or a plugin store that does not open, is logged and left out, so the
 /// worker persists to the others; only an unreadable plugins dir stops it.
 pub fn open(cfg: &WorkerConfig) -> Result<Vec<Attached>> {
     let registry = match &cfg.plugins.dir {
         None => Registry::empty(),
-        Some(dir) => Registry::load_logged(dir, "plugins.dir")?,
+        Some(dir) => Registry::load_logged(dir, PLUGINS_DIR_KEY, &wanted_plugins(cfg))?,
     };
     let mut out = Vec::new();
     for (i, a) in cfg.attached.iter().enumerate() {

@@ -1,9 +1,11 @@
 //! Manager RPC under load: 1000 concurrent clients (one HTTP connection each)
-//! calling AllocateSector, then ReportState, against the real manager binary.
+//! calling AllocateSector, then ReportState, against the real manager binary;
+//! then ChainHead from the same clients, first alone and then while an
+//! attacker without a token holds 5000 slow-body connections (finding H1).
 //! Prints throughput and latency percentiles; docs/benchmarks.md records them.
 //!
 //! Run: `cargo bench -p damocles-e2e --bench manager_rpc --profile dev`
-//! (env CLIENTS and CALLS change the load).
+//! (env CLIENTS, CALLS, SLOW and SECONDS change the load).
 
 use std::time::{Duration, Instant};
 
@@ -127,5 +129,88 @@ fn main() {
             lat.extend(t.await.unwrap());
         }
         summarize("ReportState", lat, start.elapsed());
+
+        let seconds = env("SECONDS", 10) as u64;
+        let heads = |conns: Vec<jsonrpsee::http_client::HttpClient>| async move {
+            let until = Instant::now() + Duration::from_secs(seconds);
+            let tasks: Vec<_> = conns
+                .into_iter()
+                .map(|c| {
+                    tokio::spawn(async move {
+                        use damocles_api::cli::ManagerCliApiClient;
+                        let mut out = Vec::new();
+                        while Instant::now() < until {
+                            let t = Instant::now();
+                            c.chain_head().await.expect("ChainHead with a token");
+                            out.push(t.elapsed());
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        out
+                    })
+                })
+                .collect();
+            let mut lat = Vec::new();
+            for t in tasks {
+                lat.extend(t.await.unwrap());
+            }
+            lat
+        };
+        let start = Instant::now();
+        let lat = heads(conns.clone()).await;
+        summarize("ChainHead", lat, start.elapsed());
+
+        let slow = env("SLOW", 5000);
+        let authority = manager.authority();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let attacker = {
+            let stop = std::sync::Arc::clone(&stop);
+            tokio::spawn(async move { hold_slow_bodies(&authority, slow, &stop).await })
+        };
+        // Let the attacker fill its connections first.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let start = Instant::now();
+        let lat = heads(conns.clone()).await;
+        summarize("ChainHead+slow", lat, start.elapsed());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (opened, held) = attacker.await.unwrap();
+        println!("attacker: {opened} slow-body connections opened, {held} still open at the end");
     });
+}
+
+/// Keeps `n` connections that sent headers without a token and one byte of
+/// a 1000-byte body, re-opening each one the server closes, until `stop`.
+/// Returns (connections opened, still open at the end).
+async fn hold_slow_bodies(
+    authority: &str,
+    n: usize,
+    stop: &std::sync::atomic::AtomicBool,
+) -> (usize, usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req =
+        format!("POST /rpc/v0 HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 1000\r\n\r\n{{");
+    let mut opened = 0;
+    let mut held: Vec<tokio::net::TcpStream> = Vec::with_capacity(n);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        // Drop what the server closed, top up to n.
+        let mut open = Vec::with_capacity(n);
+        for mut s in held.drain(..) {
+            let mut buf = [0u8; 256];
+            match tokio::time::timeout(Duration::from_micros(10), s.read(&mut buf)).await {
+                Err(_) => open.push(s),
+                Ok(_) => {}
+            }
+        }
+        held = open;
+        while held.len() < n && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok(mut s) = tokio::net::TcpStream::connect(authority).await else {
+                break;
+            };
+            opened += 1;
+            if s.write_all(req.as_bytes()).await.is_ok() {
+                held.push(s);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (opened, held.len())
 }

@@ -114,6 +114,24 @@ pub fn kill9(pid: u32) {
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
 }
 
+/// Whether a process is gone: it does not exist, or it is a zombie waiting
+/// for whoever inherited it to reap it.
+pub fn process_gone(pid: u32) -> bool {
+    // SAFETY: signal 0 only asks whether the process exists.
+    if unsafe { libc::kill(pid as i32, 0) } != 0 {
+        return true;
+    }
+    matches!(process_state(pid).as_deref(), None | Some("Z"))
+}
+
+/// A process' state letter from /proc (`R`, `S`, `T`, `Z`, ...).
+pub fn process_state(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ...: comm may hold spaces, so split after ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().next().map(str::to_string)
+}
+
 /// Where the wire-format golden files live.
 pub fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vc-processors/tests/golden")

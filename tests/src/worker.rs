@@ -11,7 +11,7 @@ use damocles_api::cli::ManagerCliApiClient;
 use damocles_api::{SectorID, SectorState};
 
 use crate::manager::ManagerProcess;
-use crate::workspace_bin;
+use crate::{process_state, workspace_bin};
 
 /// What a test worker runs beyond the common parts.
 pub struct Setup {
@@ -191,10 +191,23 @@ pub fn spawn(cfg: &Path, log: &Path) -> Child {
         .expect("spawn damocles-worker")
 }
 
-/// SIGKILL to the worker and every child it started.
+/// SIGKILL to the worker and every child it started. Its ext-processors each
+/// lead a group of their own, so those groups go too.
 pub fn kill_group(child: &mut Child) {
+    let pid = child.id();
+    // Stopped first, so that it starts no child while they are collected.
+    // SAFETY: plain syscall on the process we started.
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while process_state(pid).as_deref() != Some("T") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for c in children_of(pid, &[]) {
+        // SAFETY: plain syscall on a group the worker created.
+        unsafe { libc::kill(-(c as i32), libc::SIGKILL) };
+    }
     // SAFETY: plain syscall on the group we created.
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
     let _ = child.wait();
 }
 

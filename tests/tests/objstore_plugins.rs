@@ -27,7 +27,8 @@ fn cfg(name: &str, path: &std::path::Path) -> Config {
 fn the_fs_store_as_a_plugin_behaves_as_the_builtin_one() {
     let lib = workspace_cdylib("example-objstore-fs-plugin", "objstore_fs_plugin");
     let plugin = Plugin::load(&lib).unwrap();
-    assert_eq!(plugin.kind(), "fs");
+    // `fs` is the builtin store's kind, which no plugin may take.
+    assert_eq!(plugin.kind(), "fs-plugin");
     let dir = tempfile::tempdir().unwrap();
     let s = plugin.open(cfg("persist-1", dir.path())).unwrap();
     let builtin = FsStore::open(cfg("persist-1", dir.path())).unwrap();

@@ -123,7 +123,7 @@ async fn two_sectors_are_persisted_into_s3_through_one_plugin_file_for_both_daem
     let cfg = damocles_manager::config::load(&home.join("sector-manager.cfg"))
         .unwrap()
         .config;
-    let registry = damocles_manager::stores::load_plugins(&plugins).unwrap();
+    let registry = damocles_manager::stores::load_plugins(&cfg).unwrap();
     let stores =
         damocles_manager::stores::Stores::open(&cfg.common.persist_stores, &registry).unwrap();
     let persisted = stores.get("store-1").expect("the S3 store opened");

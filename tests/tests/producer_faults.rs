@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use damocles_e2e::{cpus_allowed, init_logs, kill9};
+use damocles_e2e::{cpus_allowed, init_logs, kill9, process_gone};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use vc_processors::producer::{Backoff, ProcessorError, Producer, ProducerConfig, ProtocolChoice};
@@ -312,4 +312,99 @@ async fn dropping_the_producer_kills_the_child() {
         stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z")
     })
     .await;
+}
+
+/// A wrapper script, as an SP writes one around a prover: it starts a child
+/// without `exec` (`sleep 42`), writes that child's pid to `pidfile`, then
+/// runs `then`.
+fn wrapper(pidfile: &std::path::Path, then: &str) -> ProducerConfig {
+    let mut c = cfg("echo");
+    c.bin = "sh".into();
+    c.args = vec![
+        "-c".into(),
+        format!("sleep 42 & echo $! > '{}'; {then}", pidfile.display()),
+    ];
+    c
+}
+
+/// The pid the wrapper wrote, once it is there; the process is killed when
+/// the guard drops, so a failing test leaves nothing behind.
+async fn grandchild(pidfile: &std::path::Path) -> Grandchild {
+    wait_until("the wrapper wrote its child's pid", || {
+        std::fs::read_to_string(pidfile).is_ok_and(|s| s.ends_with('\n'))
+    })
+    .await;
+    Grandchild(
+        std::fs::read_to_string(pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    )
+}
+
+struct Grandchild(u32);
+
+impl Grandchild {
+    fn is_gone(&self) -> bool {
+        process_gone(self.0)
+    }
+
+    async fn wait_gone(&self, after: &str) {
+        wait_until(&format!("`sleep 42` is gone after {after}"), || {
+            self.is_gone()
+        })
+        .await;
+    }
+}
+
+impl Drop for Grandchild {
+    fn drop(&mut self) {
+        if !self.is_gone() {
+            kill9(self.0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_killed_processor_takes_its_own_children_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // A wrong ready line, then no ready line at all: the start fails.
+    let pidfile = dir.path().join("wrong-ready");
+    let err = Producer::spawn(wrapper(&pidfile, "echo 'pc1 processor ready'; wait"))
+        .await
+        .err()
+        .expect("a wrong ready line fails the start");
+    assert!(err.to_string().contains("unexpected first line"), "{err}");
+    grandchild(&pidfile)
+        .await
+        .wait_gone("a wrong ready line")
+        .await;
+
+    let pidfile = dir.path().join("silent");
+    let mut c = wrapper(&pidfile, "wait");
+    c.ready_timeout = Duration::from_millis(500);
+    let err = Producer::spawn(c).await.err().expect("no ready line");
+    assert!(err.to_string().contains("no ready line within"), "{err}");
+    grandchild(&pidfile)
+        .await
+        .wait_gone("the ready timeout")
+        .await;
+
+    // A v1 child that never answers is killed at the request timeout and
+    // restarted; the replacement's child goes when the producer is dropped.
+    let pidfile = dir.path().join("mute");
+    let mut c = wrapper(&pidfile, "echo 'echo processor ready'; wait");
+    c.request_timeout = Some(Duration::from_millis(300));
+    let p = Producer::spawn(c).await.unwrap();
+    let first = grandchild(&pidfile).await;
+    std::fs::remove_file(&pidfile).unwrap();
+    let err = p.process(&Echo(json!(1))).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    first.wait_gone("the request timeout").await;
+    let second = grandchild(&pidfile).await;
+    assert!(!second.is_gone(), "the restarted wrapper's child runs");
+    drop(p);
+    second.wait_gone("dropping the producer").await;
 }

@@ -106,3 +106,107 @@ async fn pause_and_resume_show_in_worker_list_and_the_worker_pings() {
     });
     kill_group(&mut worker);
 }
+
+/// The admin port from a worker config written by `write_config_with`.
+fn admin_authority(cfg: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    let port = text
+        .lines()
+        .find_map(|l| l.strip_prefix("rpc_server.port = "))
+        .expect("rpc_server.port in the config");
+    format!("127.0.0.1:{}", port.trim())
+}
+
+/// Findings H4 and H1 on the worker: a web page (any Origin, any Host)
+/// cannot drive the admin RPC, a call without the worker's token changes
+/// nothing, and slow clients without a token cannot lock the CLI out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_rpc_needs_the_token_refuses_browsers_and_outlasts_slow_clients() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("manager");
+    init_home(&home, |c| {
+        c.replace(
+            "Enabled = true\nEnableDeals",
+            "Enabled = false\nEnableDeals",
+        )
+    });
+    let m = ManagerProcess::start(&home);
+    let cfg = write_config_with(dir.path(), &m, &m.token("write"), &Setup::default());
+    let log = dir.path().join("worker.log");
+    let mut worker = spawn(&cfg, &log);
+    wait_until("the admin RPC", || worker_cli(&cfg, &["list"]).is_ok());
+    let admin = admin_authority(&cfg);
+    let token_file = dir.path().join("admin-token");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the admin token is private");
+
+    // A browser page: WebSocket upgrade with a foreign Origin and Host.
+    let ws = [
+        ("Origin", "http://evil.example"),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+    ];
+    let (status, body) = http(&admin, "GET", "/", &ws, "");
+    assert_ne!(status, 101, "a cross-origin WebSocket was accepted");
+    assert_eq!(status, 401, "{body}");
+
+    // Plain HTTP without the token: refused, and nothing changes.
+    let set_env = r#"{"jsonrpc":"2.0","id":1,"method":"VenusWorker.WorkerSetEnv","params":["LD_PRELOAD","/tmp/evil.so"]}"#;
+    let pause = r#"{"jsonrpc":"2.0","id":2,"method":"VenusWorker.WorkerPause","params":[0]}"#;
+    for body in [set_env, pause] {
+        let (status, answer) = http(
+            &admin,
+            "POST",
+            "/",
+            &[("Content-Type", "application/json")],
+            body,
+        );
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer.contains("11003"), "not refused: {answer}");
+    }
+    // A token signed with another secret: 401.
+    let other = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJBbGxvdyI6WyJhZG1pbiJdfQ.Zm9yZ2Vk";
+    let (status, _) = http(
+        &admin,
+        "POST",
+        "/",
+        &[("Authorization", &format!("Bearer {other}"))],
+        pause,
+    );
+    assert_eq!(status, 401);
+    assert_eq!(
+        list(&cfg)[0]["thread_state"]["state"],
+        "Idle",
+        "the pause went through"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains("LD_PRELOAD"),
+        "the env change went through:\n{text}"
+    );
+
+    // 300 slow bodies (the old limit was 100 connections): the CLI still works.
+    let req = format!("POST / HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 1000\r\n\r\n{{");
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(&admin).await {
+            if s.write_all(req.as_bytes()).await.is_ok() {
+                held.push(s);
+            }
+        }
+    }
+    for _ in 0..3 {
+        let out = worker_cli(&cfg, &["list"]);
+        assert!(
+            out.is_ok(),
+            "worker list locked out by slow clients: {out:?}"
+        );
+    }
+    drop(held);
+    kill_group(&mut worker);
+}

@@ -92,10 +92,10 @@ async fn a_store_that_cannot_be_written_pauses_the_thread_and_keeps_the_sector()
         c.replace("# MaxNumber = 1000000", "MaxNumber = 1")
     });
     let m = ManagerProcess::start(&home);
-    // The worker reaches store-1 through a path that is a file, not a
-    // directory (a mount that went missing): every write fails.
+    // The worker reaches store-1 through a link to a mount that went
+    // missing: the start warns about it, and every write fails.
     let mount = dir.path().join("store-1-mount");
-    std::fs::write(&mount, b"not a directory").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("unmounted"), &mount).unwrap();
     // This worker also takes its CC tree-d from a precomputed file.
     let static_tree_d = generate_static_tree_d(&dir.path().join("static"));
     let mut setup = Setup::default();

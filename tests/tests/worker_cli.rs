@@ -142,13 +142,15 @@ fn generator_tree_d_writes_a_whole_tree_and_the_daemon_refuses_a_wrong_one() {
     // before it asks the manager for anything.
     let short = dir.path().join("short.dat");
     std::fs::write(&short, [0u8; 100]).unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
     let cfg = dir.path().join("worker.toml");
     std::fs::write(
         &cfg,
         format!(
             "[sector_manager]\nrpc_client.addr = \"/ip4/127.0.0.1/tcp/9\"\n[[sealing_thread]]\nlocation = \"{}\"\n[[attached]]\nname = \"s1\"\nlocation = \"{}\"\n[processors.static_tree_d]\n2KiB = \"{}\"\n",
             dir.path().join("s").display(),
-            dir.path().display(),
+            store.display(),
             short.display()
         ),
     )

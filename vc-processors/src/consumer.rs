@@ -493,19 +493,20 @@ where
     /// handed over, so that it needs no other thread.
     fn read<'s>(&'s self, s: &'s Scope<'s, '_>) {
         let mut input = lock(&self.input);
-        let mut buf = String::new();
+        let mut buf = Vec::new();
         loop {
             buf.clear();
-            match input.read_line(&mut buf) {
+            match input.read_until(b'\n', &mut buf) {
                 Ok(0) => return self.end(None),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.end(Some(e)),
             }
-            let line = buf.trim_end_matches(['\n', '\r']);
-            if line.trim().is_empty() {
+            // Bytes, not a String: a line that is not UTF-8 is one more
+            // unreadable line, not the end of the input.
+            let Some(line) = request_text(T::STAGE, &buf) else {
                 continue;
-            }
+            };
             match ParentLine::parse(line) {
                 Ok(ParentLine::Request(req)) => {
                     let alone = self.in_flight.fetch_add(1, Ordering::AcqRel) == 0
@@ -625,6 +626,28 @@ where
     }
 }
 
+/// The text of a request line without its line ending; `None` for a blank
+/// line, or one that is not UTF-8 (logged: it has no id to answer).
+fn request_text<'a>(stage: &str, raw: &'a [u8]) -> Option<&'a str> {
+    match std::str::from_utf8(raw) {
+        Ok(text) => {
+            let line = text.trim_end_matches(['\n', '\r']);
+            (!line.trim().is_empty()).then_some(line)
+        }
+        Err(e) => {
+            tracing::error!(
+                stage,
+                "skipping a request line that is not UTF-8 ({e}): {}",
+                // Cut before the lossy copy: the line may be huge.
+                protocol::truncate_line(&String::from_utf8_lossy(
+                    &raw[..raw.len().min(protocol::MALFORMED_LINE_LIMIT + 4)]
+                ))
+            );
+            None
+        }
+    }
+}
+
 /// An error response line. Its fields are a number, a string and an enum, which
 /// always encode; the fallback only keeps this free of a panic path.
 fn error_line(id: u64, msg: String, kind: Option<ErrorKind>) -> String {
@@ -673,6 +696,10 @@ mod tests {
     }
 
     fn run(input: &str, v2: bool) -> Vec<String> {
+        run_bytes(input.as_bytes(), v2)
+    }
+
+    fn run_bytes(input: &[u8], v2: bool) -> Vec<String> {
         let buf = SharedBuf(Arc::new(Mutex::new(Vec::new())));
         let proc = |t: Sqr, _: &Ctx| {
             if t.0 == 13 {
@@ -682,7 +709,7 @@ mod tests {
         };
         serve::<Sqr, _, _, _>(
             proc,
-            input.as_bytes(),
+            input,
             buf.clone(),
             ServeOptions {
                 v2,
@@ -717,6 +744,23 @@ mod tests {
             lines[4]
         );
         assert_eq!(lines.len(), 5);
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_skipped_like_any_unreadable_line() {
+        // First, between requests, and last without a newline.
+        let lines = run_bytes(
+            b"\xff\n{\"id\":1,\"task\":3}\n{\"id\":\xc3\x28}\n{\"id\":2,\"task\":4}\n\xfe",
+            false,
+        );
+        assert_eq!(
+            lines,
+            [
+                "sqr processor ready",
+                r#"{"id":1,"err_msg":null,"output":9}"#,
+                r#"{"id":2,"err_msg":null,"output":16}"#,
+            ]
+        );
     }
 
     #[test]

@@ -10,9 +10,29 @@ use crate::types::*;
 
 #[rpc(server, client, namespace = "Venus", namespace_separator = ".")]
 pub trait ManagerCliApi {
-    /// The sector records of `kind` (online, offline or both), as the manager stores them.
+    /// The sector records of `kind` (online, offline or both), as the manager
+    /// stores them, in SectorID order (miner, then number).
+    ///
+    /// Pages: `after` (the last SectorID of the previous page) and `limit`
+    /// are optional trailing params, so `["all"]` is still a valid call. A
+    /// page holds the sectors after `after`, at most `limit` of them
+    /// (default [`LIST_SECTORS_DEFAULT_LIMIT`], at most
+    /// [`LIST_SECTORS_MAX_LIMIT`]) and at most [`LIST_SECTORS_MAX_BYTES`] of
+    /// records (less when the server's response cap is lower); an empty page
+    /// is the end. A call with neither param has no count limit, only the
+    /// byte cap: it answers whole as before up to that many bytes, and beyond
+    /// them answers the first ones instead of failing as too big.
+    ///
+    /// [`LIST_SECTORS_DEFAULT_LIMIT`]: crate::limits::LIST_SECTORS_DEFAULT_LIMIT
+    /// [`LIST_SECTORS_MAX_LIMIT`]: crate::limits::LIST_SECTORS_MAX_LIMIT
+    /// [`LIST_SECTORS_MAX_BYTES`]: crate::limits::LIST_SECTORS_MAX_BYTES
     #[method(name = "ListSectors")]
-    async fn list_sectors(&self, kind: SectorListKind) -> RpcResult<Vec<SectorState>>;
+    async fn list_sectors(
+        &self,
+        kind: SectorListKind,
+        after: Option<SectorID>,
+        limit: Option<u64>,
+    ) -> RpcResult<Vec<SectorState>>;
 
     /// The sector's record, online or offline; `null` if the manager never had it.
     #[method(name = "FindSector")]

@@ -6,13 +6,15 @@
 //! as base64, commitments as arrays of 32 numbers); see `docs/manager-rpc.md`.
 //! [`rpc::SealerApiServer`] / [`rpc::SealerApiClient`] are the worker's methods
 //! as a jsonrpsee trait, [`cli::ManagerCliApiServer`] / [`cli::ManagerCliApiClient`]
-//! the operator's, and [`perm`] says which token permission each one needs.
+//! the operator's, [`perm`] says which token permission each one needs, and
+//! [`limits`] how much of a call the manager keeps.
 
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod codes;
 pub mod encoding;
+pub mod limits;
 pub mod perm;
 pub mod rpc;
 pub mod state;

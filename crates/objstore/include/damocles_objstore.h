@@ -7,7 +7,9 @@
  *
  * which returns a pointer to a static table. The host checks `abi_version`
  * and `struct_size` (the first two fields, in every version) before using
- * anything else, and refuses the library otherwise.
+ * anything else, and refuses the library otherwise. It also refuses a table
+ * with any function pointer NULL, and a `kind` that is not a plain
+ * identifier ([a-z0-9_-], 1 to 64 bytes) or that is a builtin kind ("fs").
  *
  * Memory: every damocles_objstore_buf a plugin fills belongs to the plugin;
  * the host hands it back through `free_buf`. Everything the host passes in
@@ -22,7 +24,8 @@
  * store; a reader is used by one thread at a time.
  *
  * Errors: functions return DAMOCLES_OBJSTORE_OK or an error code, and may
- * fill `err` with a message.
+ * fill `err` with a message of at most 64 KiB; the host reads neither a
+ * longer one nor one with a NULL `ptr` and a nonzero `len`.
  */
 #ifndef DAMOCLES_OBJSTORE_H
 #define DAMOCLES_OBJSTORE_H
@@ -71,7 +74,7 @@ typedef int32_t (*damocles_objstore_read_fn)(void *ctx, uint8_t *buf, size_t cap
 typedef struct damocles_objstore_table {
     uint32_t abi_version;   /* DAMOCLES_OBJSTORE_ABI_VERSION */
     uint32_t struct_size;   /* sizeof(damocles_objstore_table) */
-    const char *kind;       /* static, NUL-terminated: "fs", "s3", ... */
+    const char *kind;       /* static, NUL-terminated: "s3", ... */
 
     /* config: JSON {"Name","Path","Meta":{...},"Strict","ReadOnly","Weight"} */
     int32_t (*open)(const uint8_t *config, size_t config_len, void **store,

@@ -94,91 +94,152 @@ pub type ReadFn =
 /// Passed as `len` to `get` to read to the end.
 pub const TO_END: u64 = u64::MAX;
 
+/// The longest plugin kind, in bytes.
+pub const MAX_KIND_LEN: usize = 64;
+
+/// Kinds served by the host itself, which no plugin may declare.
+pub const BUILTIN_KINDS: &[&str] = &["fs"];
+
+/// The longest error message the host reads from a plugin's `err` buffer. A
+/// longer one is not read at all: its length is more likely garbage than
+/// a message.
+pub const MAX_ERR_LEN: usize = 64 << 10;
+
+/// Checks a plugin kind: a plain identifier (`[a-z0-9_-]`, 1 to
+/// [`MAX_KIND_LEN`] bytes) that is not a builtin kind. The error says why,
+/// with the kind escaped, so it is safe to log.
+pub fn check_kind(kind: &str) -> Result<(), String> {
+    let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
+    if kind.is_empty() || kind.len() > MAX_KIND_LEN || !kind.chars().all(plain) {
+        return Err(format!(
+            "kind {kind:?} is not a plain identifier ([a-z0-9_-], 1 to {MAX_KIND_LEN} characters)"
+        ));
+    }
+    if BUILTIN_KINDS.contains(&kind) {
+        return Err(format!(
+            "kind {kind:?} is builtin; a store without a plugin name is served by it"
+        ));
+    }
+    Ok(())
+}
+
+/// `open`: makes a store from its config, damocles' JSON shape (`Name`,
+/// `Path`, `Meta`, `Strict`, `ReadOnly`, `Weight`).
+pub type OpenFn = unsafe extern "C" fn(
+    config: *const u8,
+    config_len: usize,
+    store: *mut *mut c_void,
+    err: *mut Buf,
+) -> i32;
+/// `close`: releases a store made by `open`; the host calls it once.
+pub type CloseFn = unsafe extern "C" fn(store: *mut c_void);
+/// `info`: fills `out` with the store's capacity.
+pub type InfoFn = unsafe extern "C" fn(store: *mut c_void, out: *mut RawInfo, err: *mut Buf) -> i32;
+/// `stat`: sets `*size` to the object's size in bytes.
+pub type StatFn = unsafe extern "C" fn(
+    store: *mut c_void,
+    path: *const u8,
+    path_len: usize,
+    size: *mut u64,
+    err: *mut Buf,
+) -> i32;
+/// `get`: opens a reader over `len` bytes ([`TO_END`]: to the end) from
+/// `offset`.
+pub type GetFn = unsafe extern "C" fn(
+    store: *mut c_void,
+    path: *const u8,
+    path_len: usize,
+    offset: u64,
+    len: u64,
+    reader: *mut *mut c_void,
+    err: *mut Buf,
+) -> i32;
+/// `read`: reads up to `cap` bytes into `buf`, sets `*n`; 0 means the end.
+pub type ReaderReadFn = unsafe extern "C" fn(
+    reader: *mut c_void,
+    buf: *mut u8,
+    cap: usize,
+    n: *mut usize,
+    err: *mut Buf,
+) -> i32;
+/// `reader_close`: releases a reader made by `get`; the host calls it once.
+pub type ReaderCloseFn = unsafe extern "C" fn(reader: *mut c_void);
+/// `put`: writes the object from `src`: whole, or not at all.
+pub type PutFn = unsafe extern "C" fn(
+    store: *mut c_void,
+    path: *const u8,
+    path_len: usize,
+    src: ReadFn,
+    src_ctx: *mut c_void,
+    written: *mut u64,
+    err: *mut Buf,
+) -> i32;
+/// `del`: deletes the object.
+pub type DelFn = unsafe extern "C" fn(
+    store: *mut c_void,
+    path: *const u8,
+    path_len: usize,
+    err: *mut Buf,
+) -> i32;
+/// `list`: fills `out` with the object paths under `prefix` (all when
+/// `prefix_len` is 0), one per line.
+pub type ListFn = unsafe extern "C" fn(
+    store: *mut c_void,
+    prefix: *const u8,
+    prefix_len: usize,
+    out: *mut Buf,
+    err: *mut Buf,
+) -> i32;
+/// `full_path`: fills `out` with the store's own locator of the object.
+pub type FullPathFn = unsafe extern "C" fn(
+    store: *mut c_void,
+    path: *const u8,
+    path_len: usize,
+    out: *mut Buf,
+    err: *mut Buf,
+) -> i32;
+/// `free_buf`: takes back a buffer the plugin filled.
+pub type FreeBufFn = unsafe extern "C" fn(buf: Buf);
+
 /// What a plugin exports: its version, its size, and its functions.
+///
+/// The functions are `Option`s because a C table may hold NULL, and a NULL
+/// in a plain `fn` pointer is undefined behaviour. `Option<fn>` has the
+/// same layout as the C pointer (None is NULL). The host refuses a table
+/// with any of them NULL when it loads the library.
 #[repr(C)]
 pub struct PluginTable {
     /// [`ABI_VERSION`] of the plugin's build; never moves.
     pub abi_version: u32,
     /// `sizeof` the table in the plugin's build; never moves.
     pub struct_size: u32,
-    /// NUL-terminated kind of store, static: `"fs"`, `"s3"`.
+    /// NUL-terminated kind of store, static: `"s3"`. A plain identifier
+    /// (`[a-z0-9_-]`, at most [`MAX_KIND_LEN`] bytes), not a builtin kind.
     pub kind: *const c_char,
-    /// Makes a store from its config, damocles' JSON shape (`Name`, `Path`,
-    /// `Meta`, `Strict`, `ReadOnly`, `Weight`).
-    pub open: unsafe extern "C" fn(
-        config: *const u8,
-        config_len: usize,
-        store: *mut *mut c_void,
-        err: *mut Buf,
-    ) -> i32,
-    /// Releases a store made by `open`; the host calls it once.
-    pub close: unsafe extern "C" fn(store: *mut c_void),
-    /// Fills `out` with the store's capacity.
-    pub info: unsafe extern "C" fn(store: *mut c_void, out: *mut RawInfo, err: *mut Buf) -> i32,
-    /// Sets `*size` to the object's size in bytes.
-    pub stat: unsafe extern "C" fn(
-        store: *mut c_void,
-        path: *const u8,
-        path_len: usize,
-        size: *mut u64,
-        err: *mut Buf,
-    ) -> i32,
-    /// Opens a reader over `len` bytes ([`TO_END`]: to the end) from `offset`.
-    pub get: unsafe extern "C" fn(
-        store: *mut c_void,
-        path: *const u8,
-        path_len: usize,
-        offset: u64,
-        len: u64,
-        reader: *mut *mut c_void,
-        err: *mut Buf,
-    ) -> i32,
-    /// Reads up to `cap` bytes into `buf`, sets `*n`; 0 means the end.
-    pub read: unsafe extern "C" fn(
-        reader: *mut c_void,
-        buf: *mut u8,
-        cap: usize,
-        n: *mut usize,
-        err: *mut Buf,
-    ) -> i32,
-    /// Releases a reader made by `get`; the host calls it once.
-    pub reader_close: unsafe extern "C" fn(reader: *mut c_void),
-    /// Writes the object from `src`: whole, or not at all.
-    pub put: unsafe extern "C" fn(
-        store: *mut c_void,
-        path: *const u8,
-        path_len: usize,
-        src: ReadFn,
-        src_ctx: *mut c_void,
-        written: *mut u64,
-        err: *mut Buf,
-    ) -> i32,
-    /// Deletes the object.
-    pub del: unsafe extern "C" fn(
-        store: *mut c_void,
-        path: *const u8,
-        path_len: usize,
-        err: *mut Buf,
-    ) -> i32,
-    /// Fills `out` with the object paths under `prefix` (all when
-    /// `prefix_len` is 0), one per line.
-    pub list: unsafe extern "C" fn(
-        store: *mut c_void,
-        prefix: *const u8,
-        prefix_len: usize,
-        out: *mut Buf,
-        err: *mut Buf,
-    ) -> i32,
-    /// Fills `out` with the store's own locator of the object.
-    pub full_path: unsafe extern "C" fn(
-        store: *mut c_void,
-        path: *const u8,
-        path_len: usize,
-        out: *mut Buf,
-        err: *mut Buf,
-    ) -> i32,
-    /// Takes back a buffer the plugin filled.
-    pub free_buf: unsafe extern "C" fn(buf: Buf),
+    /// See [`OpenFn`].
+    pub open: Option<OpenFn>,
+    /// See [`CloseFn`].
+    pub close: Option<CloseFn>,
+    /// See [`InfoFn`].
+    pub info: Option<InfoFn>,
+    /// See [`StatFn`].
+    pub stat: Option<StatFn>,
+    /// See [`GetFn`].
+    pub get: Option<GetFn>,
+    /// See [`ReaderReadFn`].
+    pub read: Option<ReaderReadFn>,
+    /// See [`ReaderCloseFn`].
+    pub reader_close: Option<ReaderCloseFn>,
+    /// See [`PutFn`].
+    pub put: Option<PutFn>,
+    /// See [`DelFn`].
+    pub del: Option<DelFn>,
+    /// See [`ListFn`].
+    pub list: Option<ListFn>,
+    /// See [`FullPathFn`].
+    pub full_path: Option<FullPathFn>,
+    /// See [`FreeBufFn`].
+    pub free_buf: Option<FreeBufFn>,
 }
 
 // SAFETY: the table is immutable static data; `kind` points at a static string.

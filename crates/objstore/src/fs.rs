@@ -212,9 +212,10 @@ impl Store for FsStore {
 }
 
 /// The filesystem store can also be served as a plugin
-/// (examples/objstore-fs-plugin).
+/// (examples/objstore-fs-plugin), of kind `fs-plugin`: `fs` is the builtin
+/// store's, which no plugin may take.
 impl crate::sdk::StorePlugin for FsStore {
-    const KIND: &'static std::ffi::CStr = c"fs";
+    const KIND: &'static std::ffi::CStr = c"fs-plugin";
     fn open(cfg: Config) -> Result<Self> {
         FsStore::open(cfg)
     }

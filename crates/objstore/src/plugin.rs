@@ -3,16 +3,25 @@
 //!
 //! A library is checked when it is loaded: it must export
 //! [`abi::ENTRY_SYMBOL`], and its table must be of this build's ABI version
-//! and at least this build's size. A library that fails is refused with an
-//! error naming the file and the reason; the others load regardless.
+//! and at least this build's size, hold every function (no NULL), and
+//! declare a plain, non-builtin kind. A library that fails is refused with
+//! an error naming the file and the reason; the others load regardless.
+//!
+//! A library runs in the host's process, so one that crashes while loading
+//! takes the host with it. The file is logged before `dlopen` and again
+//! before its entry point is called, so the last log line names it.
 
-use std::ffi::{c_void, CStr};
+use std::ffi::c_void;
 use std::io::{self, Read};
+use std::os::raw::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::abi::{self, code, Buf, PluginTable, RawInfo};
+use crate::abi::{
+    self, code, Buf, CloseFn, DelFn, FreeBufFn, FullPathFn, GetFn, InfoFn, ListFn, OpenFn,
+    PluginTable, PutFn, RawInfo, ReaderCloseFn, ReaderReadFn, StatFn,
+};
 use crate::{Config, Error, ErrorKind, Info, ObjectPath, Result, Store};
 
 /// Bytes a plugin reader is asked for per call.
@@ -61,7 +70,15 @@ pub enum LoadError {
         /// The ABI version, the same on both sides.
         version: u32,
     },
-    /// Anything else: no table, a kind already served.
+    /// The table has NULL where functions must be.
+    #[error("plugin {path}: its ABI table has no function (NULL) for {}", .fields.join(", "))]
+    NullFunctions {
+        /// The library file.
+        path: PathBuf,
+        /// The table's fields that are NULL, in table order.
+        fields: Vec<&'static str>,
+    },
+    /// Anything else: no table, a bad kind, a kind already served.
     #[error("plugin {path}: {reason}")]
     Invalid {
         /// The library file.
@@ -71,8 +88,71 @@ pub enum LoadError {
     },
 }
 
+/// The table's functions, copied once the library is loaded and none is
+/// NULL: no call site has a missing function to handle.
+#[derive(Clone, Copy)]
+struct Fns {
+    open: OpenFn,
+    close: CloseFn,
+    info: InfoFn,
+    stat: StatFn,
+    get: GetFn,
+    read: ReaderReadFn,
+    reader_close: ReaderCloseFn,
+    put: PutFn,
+    del: DelFn,
+    list: ListFn,
+    full_path: FullPathFn,
+    free_buf: FreeBufFn,
+}
+
+/// [`Fns`] from `$t`'s fields, or the names of those that are NULL.
+macro_rules! checked_fns {
+    ($t:expr; $($f:ident),+ $(,)?) => {
+        match ($($t.$f,)+) {
+            ($(Some($f),)+) => Ok(Fns { $($f),+ }),
+            _ => Err([$((stringify!($f), $t.$f.is_none())),+]
+                .into_iter()
+                .filter_map(|(name, null)| null.then_some(name))
+                .collect::<Vec<&'static str>>()),
+        }
+    };
+}
+
+impl Fns {
+    fn of(t: &PluginTable) -> Result<Fns, Vec<&'static str>> {
+        checked_fns!(t; open, close, info, stat, get, read, reader_close, put, del, list, full_path, free_buf)
+    }
+}
+
+/// The table's kind: the bytes up to its NUL, but never more than one past
+/// the longest kind allowed, so a string without its NUL is not read on
+/// and on.
+///
+/// # Safety
+/// `kind` is null or points at a string readable up to its NUL or
+/// [`abi::MAX_KIND_LEN`] + 1 bytes, whichever comes first.
+unsafe fn read_kind(kind: *const c_char) -> Result<String, String> {
+    if kind.is_null() {
+        return Err("its ABI table has no kind (NULL)".into());
+    }
+    let mut bytes = Vec::new();
+    for i in 0..=abi::MAX_KIND_LEN {
+        // SAFETY: per the contract, readable up to the NUL, and the loop
+        // stops at the NUL or the bound.
+        let b = unsafe { *kind.add(i) } as u8;
+        if b == 0 {
+            break;
+        }
+        bytes.push(b);
+    }
+    let kind = String::from_utf8_lossy(&bytes).into_owned();
+    abi::check_kind(&kind)?;
+    Ok(kind)
+}
+
 struct Loaded {
-    table: &'static PluginTable,
+    fns: Fns,
     path: PathBuf,
     kind: String,
     // Last: dropped after everything that points into it.
@@ -91,9 +171,12 @@ impl std::fmt::Debug for Plugin {
 }
 
 impl Plugin {
-    /// Loads and checks the library at `path`.
+    /// Loads and checks the library at `path`. The file is logged before it
+    /// is opened and before its entry point runs: if either crashes the
+    /// process, the last log line names the culprit.
     pub fn load(path: &Path) -> Result<Plugin, LoadError> {
         let path = path.to_path_buf();
+        tracing::info!(file = %path.display(), "loading objstore plugin");
         // SAFETY: loading runs the library's initializers; loading a plugin
         // means trusting it, as with any plugin system.
         let lib = unsafe { libloading::Library::new(&path) }.map_err(|e| LoadError::Open {
@@ -109,6 +192,7 @@ impl Plugin {
             symbol: abi::ENTRY_SYMBOL,
             reason: e.to_string(),
         })?;
+        tracing::info!(file = %path.display(), symbol = abi::ENTRY_SYMBOL, "calling objstore plugin entry point");
         // SAFETY: calling the entry per the ABI; it only returns a pointer.
         let ptr = unsafe { entry() };
         if ptr.is_null() {
@@ -143,25 +227,27 @@ impl Plugin {
         // SAFETY: checked above; the table is static data of the library,
         // which `Loaded` keeps loaded for as long as the reference lives.
         let table: &'static PluginTable = unsafe { &*ptr };
-        let kind = if table.kind.is_null() {
-            "plugin".to_string()
-        } else {
-            // SAFETY: a static NUL-terminated string, per the ABI.
-            unsafe { CStr::from_ptr(table.kind) }
-                .to_string_lossy()
-                .into_owned()
-        };
+        let fns = Fns::of(table).map_err(|fields| LoadError::NullFunctions {
+            path: path.clone(),
+            fields,
+        })?;
+        // SAFETY: a static NUL-terminated string, per the ABI, read no
+        // further than the longest kind allowed.
+        let kind = unsafe { read_kind(table.kind) }.map_err(|reason| LoadError::Invalid {
+            path: path.clone(),
+            reason,
+        })?;
         Ok(Plugin(Arc::new(Loaded {
-            table,
+            fns,
             path,
             kind,
             _lib: lib,
         })))
     }
 
-    /// Every `*.so` (`*.dylib` on macOS) file in `dir`: the plugins that load,
-    /// and an error for each that does not.
-    pub fn load_dir(dir: &Path) -> io::Result<(Vec<Plugin>, Vec<LoadError>)> {
+    /// The `*.so` (`*.dylib` on macOS) files in `dir`, sorted by name;
+    /// nothing is opened.
+    pub fn library_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
@@ -170,8 +256,14 @@ impl Plugin {
             })
             .collect();
         files.sort();
+        Ok(files)
+    }
+
+    /// Every library file in `dir` ([`Plugin::library_files`]): the plugins
+    /// that load, and an error for each that does not.
+    pub fn load_dir(dir: &Path) -> io::Result<(Vec<Plugin>, Vec<LoadError>)> {
         let (mut ok, mut refused) = (Vec::new(), Vec::new());
-        for f in files {
+        for f in Plugin::library_files(dir)? {
             match Plugin::load(&f) {
                 Ok(p) => ok.push(p),
                 Err(e) => refused.push(e),
@@ -199,11 +291,12 @@ impl Plugin {
             )
         })?;
         let mut handle: *mut c_void = std::ptr::null_mut();
-        let t = self.0.table;
-        // SAFETY: `t` is this loaded library's checked table; the config bytes
-        // and `handle` outlive the call, as the ABI asks of inputs and outputs.
+        let open = self.0.fns.open;
+        // SAFETY: `open` is this loaded library's checked function; the
+        // config bytes and `handle` outlive the call, as the ABI asks of
+        // inputs and outputs.
         let rc = call(&self.0, |err| unsafe {
-            (t.open)(json.as_ptr(), json.len(), &mut handle, err)
+            open(json.as_ptr(), json.len(), &mut handle, err)
         });
         rc.map_err(|e| {
             Error::new(
@@ -235,17 +328,26 @@ impl Plugin {
 }
 
 /// Takes a plugin's buffer: its bytes, and the buffer back to the plugin.
-fn take(p: &Loaded, buf: Buf) -> Vec<u8> {
+/// A buffer that cannot be right (a null pointer with bytes, more than
+/// `limit` bytes) is neither read nor handed back, since freeing it could
+/// crash as surely as reading it; the error says what was wrong.
+fn take(p: &Loaded, buf: Buf, limit: usize) -> Result<Vec<u8>, String> {
     if buf.ptr.is_null() {
-        return Vec::new();
+        return match buf.len {
+            0 => Ok(Vec::new()),
+            n => Err(format!("a null pointer with a length of {n} bytes")),
+        };
+    }
+    if buf.len > limit {
+        return Err(format!("{} bytes, over the {limit}-byte limit", buf.len));
     }
     // SAFETY: the plugin filled `len` bytes at `ptr` (not null, checked
     // above), and they stay valid until `free_buf` below.
     let bytes = unsafe { std::slice::from_raw_parts(buf.ptr, buf.len) }.to_vec();
     // SAFETY: a buffer this plugin filled, handed back exactly once (`buf`
     // is moved in).
-    unsafe { (p.table.free_buf)(buf) };
-    bytes
+    unsafe { (p.fns.free_buf)(buf) };
+    Ok(bytes)
 }
 
 /// Runs one ABI call and turns its code and message into a result. A plugin
@@ -254,7 +356,10 @@ fn take(p: &Loaded, buf: Buf) -> Vec<u8> {
 fn call(p: &Loaded, f: impl FnOnce(*mut Buf) -> i32) -> Result<()> {
     let mut err = Buf::EMPTY;
     let rc = f(&mut err);
-    let msg = String::from_utf8_lossy(&take(p, err)).into_owned();
+    let msg = match take(p, err, abi::MAX_ERR_LEN) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(why) => format!("(its error message was not read: {why})"),
+    };
     if rc == code::OK {
         Ok(())
     } else {
@@ -278,13 +383,13 @@ unsafe impl Sync for ExternalStore {}
 impl Drop for ExternalStore {
     fn drop(&mut self) {
         // SAFETY: opened by this plugin, closed once.
-        unsafe { (self.plugin.table.close)(self.handle) };
+        unsafe { (self.plugin.fns.close)(self.handle) };
     }
 }
 
 impl ExternalStore {
-    fn t(&self) -> &'static PluginTable {
-        self.plugin.table
+    fn t(&self) -> Fns {
+        self.plugin.fns
     }
 
     /// Errors carry the instance name, so a log line says which store.
@@ -404,8 +509,17 @@ impl Store for ExternalStore {
         // SAFETY: `h` was made by this plugin's `open` and is not closed;
         // `pre` and `out` outlive the call.
         let r = self.call(|err| unsafe { (t.list)(h, pre.as_ptr(), pre.len(), &mut out, err) });
-        let bytes = take(&self.plugin, out);
+        let bytes = take(&self.plugin, out, usize::MAX).map_err(|why| {
+            Error::new(
+                ErrorKind::Other,
+                format!(
+                    "store {}: the plugin's list was not read: {why}",
+                    self.instance()
+                ),
+            )
+        });
         r?;
+        let bytes = bytes?;
         let text = String::from_utf8_lossy(&bytes);
         Ok(text
             .lines()
@@ -420,10 +534,9 @@ impl Store for ExternalStore {
         // SAFETY: `h` was made by this plugin's `open` and is not closed;
         // `p` and `out` outlive the call.
         let r = self.call(|err| unsafe { (t.full_path)(h, p.as_ptr(), p.len(), &mut out, err) });
-        let bytes = take(&self.plugin, out);
-        match r {
-            Ok(()) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(_) => format!("{}:{path}", self.instance()),
+        match (r, take(&self.plugin, out, usize::MAX)) {
+            (Ok(()), Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            _ => format!("{}:{path}", self.instance()),
         }
     }
 }
@@ -477,7 +590,7 @@ unsafe impl Send for PluginReader {}
 impl Read for PluginReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut n = 0usize;
-        let (t, h) = (self.plugin.table, self.handle);
+        let (t, h) = (self.plugin.fns, self.handle);
         // SAFETY: `h` was made by this plugin's `get` and is not closed
         // (`self` lives), used by this thread alone (`&mut self`); `buf` and
         // `n` outlive the call.
@@ -492,6 +605,6 @@ impl Read for PluginReader {
 impl Drop for PluginReader {
     fn drop(&mut self) {
         // SAFETY: made by this plugin's `get`, closed once.
-        unsafe { (self.plugin.table.reader_close)(self.handle) };
+        unsafe { (self.plugin.fns.reader_close)(self.handle) };
     }
 }

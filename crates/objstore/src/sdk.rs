@@ -14,7 +14,9 @@ use crate::{Config, Error, ErrorKind, ObjectPath, Result, Store};
 
 /// A [`Store`] a plugin serves.
 pub trait StorePlugin: Store + Sized + 'static {
-    /// The kind reported to the host, e.g. `c"s3"`.
+    /// The kind reported to the host, e.g. `c"s3"`: a plain identifier
+    /// (`[a-z0-9_-]`, at most [`abi::MAX_KIND_LEN`] bytes), not a builtin
+    /// kind such as `fs`; the host refuses the library otherwise.
     const KIND: &'static CStr;
     /// Makes a store from its config (the plugin's constructor).
     fn open(cfg: Config) -> Result<Self>;
@@ -39,18 +41,18 @@ pub const fn table<P: StorePlugin>() -> PluginTable {
         abi_version: abi::ABI_VERSION,
         struct_size: std::mem::size_of::<PluginTable>() as u32,
         kind: P::KIND.as_ptr(),
-        open: open::<P>,
-        close: close::<P>,
-        info: info::<P>,
-        stat: stat::<P>,
-        get: get::<P>,
-        read,
-        reader_close,
-        put: put::<P>,
-        del: del::<P>,
-        list: list::<P>,
-        full_path: full_path::<P>,
-        free_buf,
+        open: Some(open::<P>),
+        close: Some(close::<P>),
+        info: Some(info::<P>),
+        stat: Some(stat::<P>),
+        get: Some(get::<P>),
+        read: Some(read),
+        reader_close: Some(reader_close),
+        put: Some(put::<P>),
+        del: Some(del::<P>),
+        list: Some(list::<P>),
+        full_path: Some(full_path::<P>),
+        free_buf: Some(free_buf),
     }
 }
 

@@ -2,7 +2,9 @@
 //! the shipped header agrees with the Rust definitions, the minimal C plugin
 //! of examples/objstore-c-plugin built from it loads and serves reads, and
 //! libraries that are not plugins of this ABI are refused with the file and
-//! the reason.
+//! the reason. The TEST DOUBLE `tests/c/misbehaving.c` breaks the ABI one
+//! way per build: NULL functions, bad kinds and error buffers the host
+//! cannot trust are refused, never followed.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -40,6 +42,13 @@ fn shared(src: &Path, out: &Path, extra: &[&str]) {
     args.extend_from_slice(extra);
     args.push(src.to_str().unwrap());
     cc(&args);
+}
+
+/// `tests/c/misbehaving.c` built with `defines` into `<dir>/<name>`.
+fn misbehaving(dir: &Path, name: &str, defines: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    shared(&manifest().join("tests/c/misbehaving.c"), &out, defines);
+    out
 }
 
 fn hello_src() -> PathBuf {
@@ -204,4 +213,110 @@ fn libraries_that_are_not_plugins_of_this_abi_are_refused() {
     assert_eq!(ok.len(), 1, "{refused:?}");
     assert_eq!(ok[0].path(), good);
     assert_eq!(refused.len(), 3, "{refused:?}");
+}
+
+#[test]
+fn a_table_with_null_functions_is_refused_naming_the_file_and_the_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    // The same source with every function filled loads: only the NULLs
+    // below make the difference.
+    let whole = misbehaving(dir.path(), "whole.so", &[]);
+    assert_eq!(Plugin::load(&whole).unwrap().kind(), "misbehaving");
+
+    let nullfns = misbehaving(dir.path(), "nullfns.so", &["-DNULL_FNS"]);
+    match Plugin::load(&nullfns) {
+        Err(e @ LoadError::NullFunctions { .. }) => {
+            let m = e.to_string();
+            assert!(m.contains("nullfns.so") && m.contains("NULL"), "{m}");
+            for f in [
+                "open",
+                "close",
+                "info",
+                "stat",
+                "get",
+                "read",
+                "reader_close",
+                "put",
+                "del",
+                "list",
+                "full_path",
+                "free_buf",
+            ] {
+                assert!(m.contains(f), "{f}: {m}");
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+    let no_free = misbehaving(dir.path(), "no-free.so", &["-DNULL_FREE_BUF"]);
+    match Plugin::load(&no_free) {
+        Err(LoadError::NullFunctions { path, fields }) => {
+            assert_eq!((path, fields), (no_free, vec!["free_buf"]));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_kind_must_be_a_plain_identifier_and_not_a_builtin_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("-DKIND=\"{}\"", "k".repeat(abi::MAX_KIND_LEN + 1));
+    let max = format!("-DKIND=\"{}\"", "k".repeat(abi::MAX_KIND_LEN));
+    let ok = misbehaving(dir.path(), "max.so", &[&max]);
+    assert_eq!(Plugin::load(&ok).unwrap().kind().len(), abi::MAX_KIND_LEN);
+    for (name, define, why) in [
+        ("builtin.so", "-DKIND=\"fs\"", "builtin"),
+        ("upper.so", "-DKIND=\"S3\"", "plain identifier"),
+        ("empty.so", "-DKIND=\"\"", "plain identifier"),
+        (
+            "escapes.so",
+            "-DKIND=\"bad\\n\\x1b[31m\"",
+            "plain identifier",
+        ),
+        ("long.so", long.as_str(), "plain identifier"),
+        ("null.so", "-DKIND=0", "no kind"),
+    ] {
+        let lib = misbehaving(dir.path(), name, &[define]);
+        match Plugin::load(&lib) {
+            Err(e @ LoadError::Invalid { .. }) => {
+                let m = e.to_string();
+                assert!(m.contains(name) && m.contains(why), "{m}");
+                // Logged as is, it must not break or color a log line.
+                assert!(!m.contains('\n') && !m.contains('\x1b'), "{m:?}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_error_buffer_the_host_cannot_trust_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, defines, why) in [
+        (
+            "huge.so",
+            ["-DERR_PTR=0x10", "-DERR_LEN=((size_t)1 << 30)"],
+            "1073741824 bytes, over the 65536-byte limit",
+        ),
+        (
+            "null.so",
+            ["-DERR_PTR=0", "-DERR_LEN=5"],
+            "a null pointer with a length of 5 bytes",
+        ),
+    ] {
+        let plugin = Plugin::load(&misbehaving(dir.path(), name, &defines)).unwrap();
+        let e = plugin
+            .open(Config {
+                name: "bad-err".into(),
+                ..Config::default()
+            })
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        let m = e.message();
+        assert!(m.contains(name) && m.contains("bad-err"), "{m}");
+        assert!(
+            m.contains("error message was not read") && m.contains(why),
+            "{m}"
+        );
+    }
 }

@@ -23,7 +23,7 @@ use crate::error::{permanent, resource};
 use crate::tasks::*;
 
 pub use pieces::add_pieces;
-pub use transfer::transfer;
+pub use transfer::{real_path, transfer};
 
 /// The builtin processor for every stage.
 #[derive(Clone, Copy, Debug, Default)]

@@ -5,7 +5,9 @@
 //! child answers. A supervisor task restarts a child that exits (exponential
 //! backoff, crash-loop detection), fails the requests it had in flight as
 //! retryable, kills a child that hangs (request timeout, missing heartbeats) or
-//! prints garbage, and re-applies the CPU/NUMA placement at every start.
+//! prints garbage, and re-applies the CPU/NUMA placement at every start. Each
+//! child leads a process group of its own, and every kill takes the whole
+//! group: a wrapper script's prover does not outlive it.
 
 mod config;
 mod error;
@@ -361,9 +363,53 @@ impl Producer {
 
 /// The parts of a running child that only the supervisor touches.
 struct Session {
-    child: Child,
+    child: GroupChild,
     /// `Lines::next_line` is cancel-safe, which the select loop relies on.
     stdout: Lines<BufReader<ChildStdout>>,
+}
+
+/// A child that leads a process group of its own. Every kill goes to the whole
+/// group, so what the child started (the prover under a wrapper script) goes
+/// with it; dropping it kills the group too.
+struct GroupChild {
+    child: Child,
+    /// The group's id (the child's pid); `None` once the child has been reaped,
+    /// after which the id may belong to someone else.
+    pgid: Option<libc::pid_t>,
+}
+
+impl GroupChild {
+    fn new(child: Child) -> GroupChild {
+        let pgid = child.id().and_then(|pid| libc::pid_t::try_from(pid).ok());
+        GroupChild { child, pgid }
+    }
+
+    /// SIGKILL to the child and everything in its group.
+    fn kill(&mut self) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: a plain system call with integer arguments. The group is
+            // ours: its leader has not been reaped, so the id was not reused.
+            unsafe { libc::killpg(pgid, libc::SIGKILL) };
+        }
+        // The leader too, should it have left its group.
+        let _ = self.child.start_kill();
+    }
+
+    /// Kills the group and reaps the child; its exit status, as text.
+    async fn kill_and_wait(&mut self) -> String {
+        self.kill();
+        let status = self.child.wait().await;
+        if status.is_ok() {
+            self.pgid = None;
+        }
+        status.map_or_else(|e| e.to_string(), |s| s.to_string())
+    }
+}
+
+impl Drop for GroupChild {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// The child's stdin. A request is written by the task that makes it, with a
@@ -519,7 +565,9 @@ async fn start_child(cfg: &ProducerConfig) -> Result<(Session, Arc<ChildLink>), 
         cmd.env_remove(protocol::PROTOCOL_ENV);
     }
     cmd.envs(&cfg.envs);
-    cmd.stdin(Stdio::piped())
+    // A group of its own, so that a kill reaches the child's own children.
+    cmd.process_group(0)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -535,44 +583,30 @@ async fn start_child(cfg: &ProducerConfig) -> Result<(Session, Arc<ChildLink>), 
         }
     }
 
-    let mut child = cmd.spawn().map_err(|e| format!("spawn failed: {e}"))?;
-    let pid = child.id().unwrap_or(0);
+    // From here on, every way out of this function kills the group (drop).
+    let mut child = GroupChild::new(cmd.spawn().map_err(|e| format!("spawn failed: {e}"))?);
+    let pid = child.child.id().unwrap_or(0);
+    let c = &mut child.child;
     let (Some(stdin), Some(stdout), Some(stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        (c.stdin.take(), c.stdout.take(), c.stderr.take())
     else {
-        let _ = child.start_kill();
         return Err("spawned without its pipes".into());
     };
-    let stdin = match StdinWriter::new(stdin) {
-        Ok(stdin) => stdin,
-        Err(e) => {
-            let _ = child.start_kill();
-            return Err(format!("set up stdin: {e}"));
-        }
-    };
+    let stdin = StdinWriter::new(stdin).map_err(|e| format!("set up stdin: {e}"))?;
     let mut stdout = BufReader::new(stdout);
     tokio::spawn(forward_stderr(cfg.stage.clone(), pid, stderr));
 
     let mut first = String::new();
     let read = tokio::time::timeout(cfg.ready_timeout, stdout.read_line(&mut first)).await;
-    let fail = |child: &mut Child, reason: String| {
-        let _ = child.start_kill();
-        reason
-    };
     match read {
-        Err(_) => {
-            return Err(fail(
-                &mut child,
-                format!("no ready line within {:?}", cfg.ready_timeout),
-            ));
-        }
-        Ok(Err(e)) => return Err(fail(&mut child, format!("read ready line: {e}"))),
+        Err(_) => return Err(format!("no ready line within {:?}", cfg.ready_timeout)),
+        Ok(Err(e)) => return Err(format!("read ready line: {e}")),
         Ok(Ok(0)) => {
-            let status = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
-            let status = match status {
-                Ok(Ok(s)) => s.to_string(),
-                _ => "unknown status".into(),
-            };
+            // A child that already exited keeps its own status through the kill,
+            // and what it left behind in its group goes.
+            let status = tokio::time::timeout(Duration::from_secs(2), child.kill_and_wait())
+                .await
+                .unwrap_or_else(|_| "unknown status".into());
             return Err(format!("exited before its ready line ({status})"));
         }
         Ok(Ok(_)) => {}
@@ -580,13 +614,8 @@ async fn start_child(cfg: &ProducerConfig) -> Result<(Session, Arc<ChildLink>), 
     let hello = match protocol::parse_opening(&first, &cfg.stage) {
         Ok(Opening::V1Ready) => None,
         Ok(Opening::V2(hello)) if cfg.protocol == ProtocolChoice::Negotiate => Some(hello),
-        Ok(Opening::V2(_)) => {
-            return Err(fail(
-                &mut child,
-                "sent a v2 hello to a v1-only parent".into(),
-            ))
-        }
-        Err(e) => return Err(fail(&mut child, e.to_string())),
+        Ok(Opening::V2(_)) => return Err("sent a v2 hello to a v1-only parent".into()),
+        Err(e) => return Err(e.to_string()),
     };
     tracing::info!(
         stage = cfg.stage,
@@ -639,8 +668,7 @@ async fn supervise(
             _ = shutdown.notified() => None,
         };
         let Some(detail) = ended else {
-            let _ = session.child.start_kill();
-            let _ = session.child.wait().await;
+            session.child.kill_and_wait().await;
             link.fail_all(|| ProcessorError::Unavailable {
                 stage: cfg.stage.clone(),
                 reason: "producer shut down".into(),
@@ -652,13 +680,8 @@ async fn supervise(
         };
         // New requests wait for the next child from here on.
         inner.link.send_replace(LinkState::Restarting);
-        let _ = session.child.start_kill();
-        let status = session
-            .child
-            .wait()
-            .await
-            .map(|s| s.to_string())
-            .unwrap_or_else(|e| e.to_string());
+        // Also when the child exited by itself: what it started goes too.
+        let status = session.child.kill_and_wait().await;
         let detail = format!("{detail} ({status})");
         tracing::warn!(
             stage = cfg.stage,

@@ -195,9 +195,10 @@ async fn hold_slow_bodies(
         let mut open = Vec::with_capacity(n);
         for mut s in held.drain(..) {
             let mut buf = [0u8; 256];
-            match tokio::time::timeout(Duration::from_micros(10), s.read(&mut buf)).await {
-                Err(_) => open.push(s),
-                Ok(_) => {}
+            // Still silent (no EOF, no answer): still held.
+            let read = tokio::time::timeout(Duration::from_micros(10), s.read(&mut buf)).await;
+            if read.is_err() {
+                open.push(s);
             }
         }
         held = open;

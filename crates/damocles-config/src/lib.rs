@@ -62,12 +62,29 @@ pub struct KeyError {
     /// Dotted path of the key (`.` for a syntax error before any key).
     pub key: String,
     pub message: String,
+    /// 1-based line and column of the error in the text, when known.
+    pub at: Option<(usize, usize)>,
 }
 
 impl std::fmt::Display for KeyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "key {}: {}", self.key, self.message)
+        match (self.key.as_str(), self.at) {
+            // A syntax error names no key: the line is what helps.
+            ("." | "", Some((line, col))) => {
+                write!(f, "line {line}, column {col}: {}", self.message)
+            }
+            (key, Some((line, _))) => write!(f, "key {key} (line {line}): {}", self.message),
+            (key, None) => write!(f, "key {key}: {}", self.message),
+        }
     }
+}
+
+/// 1-based (line, column) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
 }
 
 impl std::error::Error for KeyError {}
@@ -78,9 +95,14 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<Loaded<T>, KeyError> {
     let mut record = |path: serde_ignored::Path<'_>| unknown_keys.push(path.to_string());
     let de = toml::Deserializer::new(text);
     let de = serde_ignored::Deserializer::new(de, &mut record);
-    let config: T = serde_path_to_error::deserialize(de).map_err(|e| KeyError {
-        key: e.path().to_string(),
-        message: e.into_inner().message().trim().to_string(),
+    let config: T = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        KeyError {
+            key,
+            message: inner.message().trim().to_string(),
+            at: inner.span().map(|span| line_col(text, span.start)),
+        }
     })?;
     Ok(Loaded {
         config,
@@ -116,7 +138,9 @@ mod tests {
         assert_eq!(e.key, "server.port");
         let e = parse::<Cfg>("[server]\nport = 1\n[[items]]\nport = 70000\n").unwrap_err();
         assert_eq!(e.key, "items[0].port");
-        assert!(parse::<Cfg>("[server\n").is_err());
+        let e = parse::<Cfg>("[server]\nport = 1\n[server\n").unwrap_err();
+        assert_eq!(e.at.map(|(line, _)| line), Some(3), "{e}");
+        assert!(e.to_string().starts_with("line 3, column"), "{e}");
     }
 
     #[test]

@@ -87,7 +87,10 @@ async fn tokens_and_permissions_are_enforced() {
         r#"{"jsonrpc":"2.0","id":1,"method":"Venus.ChainHead","params":[]}"#,
     );
     assert_eq!(status, 401, "{body}");
-    assert!(body.contains("not signed with this daemon's secret"), "{body}");
+    assert!(
+        body.contains("not signed with this daemon's secret"),
+        "{body}"
+    );
 
     // The Authorization header works over WebSocket too.
     let ws_url = m.url.replace("http://", "ws://");

@@ -214,7 +214,7 @@ fn initialized(db: &Database, path: &Path) -> std::result::Result<bool, OpenErro
     }
     drop(tx);
     mark_initialized(db, path)?;
-    tracing::info!(path = %path.display(), "database from before init marked its databases: marked now");
+    tracing::info!(path = %path.display(), "database made before `daemon init` marked new databases: marked as initialized now");
     Ok(true)
 }
 

@@ -38,10 +38,18 @@ fn wait_until(what: &str, f: impl Fn() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_and_resume_show_in_worker_list_and_the_worker_pings() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("manager");
+/// A manager that allocates nothing and a worker of `threads` idle threads
+/// against it, its admin RPC up: (manager, worker config, worker, its log).
+fn idle_worker(
+    dir: &std::path::Path,
+    threads: usize,
+) -> (
+    ManagerProcess,
+    std::path::PathBuf,
+    std::process::Child,
+    std::path::PathBuf,
+) {
+    let home = dir.join("manager");
     init_home(&home, |c| {
         c.replace(
             "Enabled = true\nEnableDeals",
@@ -49,20 +57,23 @@ async fn pause_and_resume_show_in_worker_list_and_the_worker_pings() {
         )
     });
     let m = ManagerProcess::start(&home);
-    let cfg = write_config_with(
-        dir.path(),
-        &m,
-        &m.token("write"),
-        &Setup {
-            threads: 2,
-            ..Setup::default()
-        },
-    );
-    let log = dir.path().join("worker.log");
-    let mut worker = spawn(&cfg, &log);
+    let setup = Setup {
+        threads,
+        ..Setup::default()
+    };
+    let cfg = write_config_with(dir, &m, &m.token("write"), &setup);
+    let log = dir.join("worker.log");
+    let worker = spawn(&cfg, &log);
+    wait_until("the admin RPC", || worker_cli(&cfg, &["list"]).is_ok());
+    (m, cfg, worker, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_show_in_worker_list_and_the_worker_pings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, cfg, mut worker, _log) = idle_worker(dir.path(), 2);
     let cli = |args: &[&str]| worker_cli(&cfg, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
 
-    wait_until("the admin RPC", || worker_cli(&cfg, &["list"]).is_ok());
     let threads = list(&cfg);
     assert_eq!(threads.len(), 2, "{threads:?}");
     assert_eq!(threads[0]["thread_state"]["state"], "Idle", "{threads:?}");
@@ -124,18 +135,7 @@ fn admin_authority(cfg: &std::path::Path) -> String {
 async fn the_admin_rpc_needs_the_token_refuses_browsers_and_outlasts_slow_clients() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("manager");
-    init_home(&home, |c| {
-        c.replace(
-            "Enabled = true\nEnableDeals",
-            "Enabled = false\nEnableDeals",
-        )
-    });
-    let m = ManagerProcess::start(&home);
-    let cfg = write_config_with(dir.path(), &m, &m.token("write"), &Setup::default());
-    let log = dir.path().join("worker.log");
-    let mut worker = spawn(&cfg, &log);
-    wait_until("the admin RPC", || worker_cli(&cfg, &["list"]).is_ok());
+    let (_m, cfg, mut worker, log) = idle_worker(dir.path(), 1);
     let admin = admin_authority(&cfg);
     let token_file = dir.path().join("admin-token");
     let mode = std::os::unix::fs::PermissionsExt::mode(

@@ -8,11 +8,13 @@
 
 #![warn(missing_docs)]
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use filecoin_proofs_api::{RegisteredPoStProof, RegisteredSealProof};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 pub use damocles_sector::{ActorID, SectorNumber};
 
@@ -106,6 +108,55 @@ pub struct PreCommitParams {
     pub seal_rand_epoch: Epoch,
 }
 
+/// One partition of a window PoSt submission.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoStPartition {
+    /// The partition's index in its deadline.
+    pub index: u64,
+    /// Sectors the proof leaves out (unreadable ones): the chain marks them
+    /// faulty instead of refusing the partition.
+    pub skipped: BTreeSet<SectorNumber>,
+}
+
+/// A window PoSt proof as the chain takes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoStProof {
+    /// Its proof type: the miner's window PoSt proof.
+    pub post_proof: RegisteredPoStProof,
+    /// The SNARK bytes (one proof per proofs-partition, concatenated).
+    pub proof_bytes: Vec<u8>,
+}
+
+/// Parameters of a SubmitWindowedPoSt message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitWindowedPoStParams {
+    /// The deadline proven; it must be the one open when the message executes.
+    pub deadline: u64,
+    /// The partitions the proof covers.
+    pub partitions: Vec<PoStPartition>,
+    /// Exactly one proof, over the partitions' sectors that are neither
+    /// faulty (unless recovering) nor skipped, in sector number order.
+    pub proofs: Vec<PoStProof>,
+    /// The epoch of `chain_commit_rand`: at or after the deadline's challenge
+    /// epoch, before the epoch the message executes at.
+    pub chain_commit_epoch: Epoch,
+    /// The chain's [`Domain::PoStChainCommit`] randomness at
+    /// `chain_commit_epoch` ([`Chain::post_commit_randomness`]).
+    pub chain_commit_rand: [u8; 32],
+}
+
+/// Faulty sectors of one partition that the miner declares recovered: the
+/// next proof of that partition must cover them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryDeclaration {
+    /// The partition's deadline.
+    pub deadline: u64,
+    /// The partition's index in that deadline.
+    pub partition: u64,
+    /// The sectors declared; those not faulty are ignored.
+    pub sectors: BTreeSet<SectorNumber>,
+}
+
 /// A message to a miner actor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
@@ -125,6 +176,21 @@ pub enum Message {
         /// The seal proof (C2's output).
         proof: Vec<u8>,
     },
+    /// Prove partitions of the open deadline (Filecoin method 5).
+    SubmitWindowedPoSt {
+        /// The miner.
+        miner: ActorID,
+        /// The deadline, partitions and proof.
+        params: SubmitWindowedPoStParams,
+    },
+    /// Declare faulty sectors recovered (Filecoin method 11); refused after
+    /// a declared deadline's fault cutoff.
+    DeclareFaultsRecovered {
+        /// The miner.
+        miner: ActorID,
+        /// The declarations, applied all or none.
+        recoveries: Vec<RecoveryDeclaration>,
+    },
 }
 
 impl Message {
@@ -133,6 +199,18 @@ impl Message {
         match self {
             Message::PreCommitSector { .. } => "PreCommitSector",
             Message::ProveCommitSector { .. } => "ProveCommitSector",
+            Message::SubmitWindowedPoSt { .. } => "SubmitWindowedPoSt",
+            Message::DeclareFaultsRecovered { .. } => "DeclareFaultsRecovered",
+        }
+    }
+
+    /// The miner actor the message goes to.
+    pub fn miner(&self) -> ActorID {
+        match self {
+            Message::PreCommitSector { miner, .. }
+            | Message::ProveCommitSector { miner, .. }
+            | Message::SubmitWindowedPoSt { miner, .. }
+            | Message::DeclareFaultsRecovered { miner, .. } => *miner,
         }
     }
 }
@@ -214,10 +292,70 @@ pub struct DeadlineInfo {
     pub index: u64,
     /// First epoch a proof is accepted.
     pub open: Epoch,
-    /// First epoch a proof is no longer accepted.
+    /// First epoch a proof is no longer accepted; the chain processes the
+    /// deadline's end (missed proofs become faults) at this epoch.
     pub close: Epoch,
     /// The epoch whose randomness challenges this deadline.
     pub challenge: Epoch,
+    /// First epoch at which recoveries for this deadline are refused.
+    pub fault_cutoff: Epoch,
+}
+
+impl DeadlineInfo {
+    /// Whether a proof for this deadline is accepted at `epoch`.
+    pub fn is_open(&self, epoch: Epoch) -> bool {
+        self.open <= epoch && epoch < self.close
+    }
+
+    /// Whether the deadline has closed by `epoch`.
+    pub fn has_elapsed(&self, epoch: Epoch) -> bool {
+        epoch >= self.close
+    }
+
+    /// Whether recoveries for this deadline are refused at `epoch`.
+    pub fn fault_cutoff_passed(&self, epoch: Epoch) -> bool {
+        epoch >= self.fault_cutoff
+    }
+}
+
+/// A miner's deadline as its state stands at the head.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlineState {
+    /// The deadline's index in the period.
+    pub index: u64,
+    /// How many partitions it has.
+    pub partitions: u64,
+    /// Sectors in its partitions.
+    pub live_sectors: u64,
+    /// Of those, the faulty ones (recovering included).
+    pub faulty_sectors: u64,
+    /// Partitions with an accepted proof in the current proving period.
+    pub proven_partitions: BTreeSet<u64>,
+}
+
+/// One partition of a deadline, by sector set (Filecoin's names).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// The partition's index in its deadline.
+    pub index: u64,
+    /// Every sector assigned to it.
+    pub all: BTreeSet<SectorNumber>,
+    /// Sectors not terminated (the devnet terminates none: `all`).
+    pub live: BTreeSet<SectorNumber>,
+    /// Live sectors that are not faulty: they count for power.
+    pub active: BTreeSet<SectorNumber>,
+    /// Sectors the chain holds faulty (recovering ones included).
+    pub faulty: BTreeSet<SectorNumber>,
+    /// Faulty sectors declared recovered, waiting for a proof.
+    pub recovering: BTreeSet<SectorNumber>,
+}
+
+impl PartitionState {
+    /// What a window PoSt of this partition proves: the live sectors that
+    /// are not faulty, and the recovering ones.
+    pub fn to_prove(&self) -> BTreeSet<SectorNumber> {
+        self.active.union(&self.recovering).copied().collect()
+    }
 }
 
 /// The chain, as the manager uses it.
@@ -252,10 +390,103 @@ pub trait Chain: Send + Sync + 'static {
     async fn sector(&self, miner: ActorID, number: SectorNumber) -> Result<Option<SectorOnChain>>;
     /// The deadline of `miner` that is current at `epoch`.
     async fn deadline_info(&self, miner: ActorID, epoch: Epoch) -> Result<DeadlineInfo>;
+    /// Every deadline of `miner` at the head, in index order.
+    async fn deadlines(&self, miner: ActorID) -> Result<Vec<DeadlineState>>;
+    /// The partitions of one deadline of `miner` at the head, in index order.
+    async fn partitions(&self, miner: ActorID, deadline: u64) -> Result<Vec<PartitionState>>;
+    /// Proven sectors by number, in number order; unknown numbers are left out.
+    async fn sectors(
+        &self,
+        miner: ActorID,
+        numbers: &BTreeSet<SectorNumber>,
+    ) -> Result<Vec<SectorOnChain>>;
+    /// Every new head, once the chain's state at it is settled (its messages
+    /// executed, its closed deadlines processed). A receiver that falls
+    /// behind sees only the latest head.
+    fn head_changes(&self) -> watch::Receiver<Head>;
+
+    /// The randomness a deadline's window PoSt is challenged with
+    /// ([`Domain::WindowedPoStChallengeSeed`] at its challenge epoch, the
+    /// miner's entropy). Unmasked: the proofs take [`post_seed`] of it.
+    async fn window_post_randomness(
+        &self,
+        miner: ActorID,
+        deadline: &DeadlineInfo,
+    ) -> Result<[u8; 32]> {
+        self.randomness(
+            Domain::WindowedPoStChallengeSeed,
+            deadline.challenge,
+            &miner_entropy(miner),
+        )
+        .await
+    }
+
+    /// The chain commit a window PoSt names ([`Domain::PoStChainCommit`] at
+    /// `epoch`, no entropy, as Filecoin draws it from tickets).
+    async fn post_commit_randomness(&self, epoch: Epoch) -> Result<[u8; 32]> {
+        self.randomness(Domain::PoStChainCommit, epoch, &[]).await
+    }
 }
 
-/// The entropy chain randomness for a miner's sector draws from (the miner's
-/// actor id, little-endian).
+/// The entropy chain randomness for a miner's sector and PoSt challenge
+/// draws from (the miner's actor id, little-endian).
 pub fn miner_entropy(miner: ActorID) -> [u8; 8] {
     miner.to_le_bytes()
+}
+
+/// The PoSt seed of chain randomness: its top two bits cleared so that it is
+/// a field element, as every Filecoin prover and verifier masks it.
+pub fn post_seed(randomness: [u8; 32]) -> [u8; 32] {
+    let mut seed = randomness;
+    seed[31] &= 0x3f;
+    seed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deadline() -> DeadlineInfo {
+        DeadlineInfo {
+            period_start: 0,
+            index: 1,
+            open: 20,
+            close: 40,
+            challenge: 0,
+            fault_cutoff: -10,
+        }
+    }
+
+    #[test]
+    fn deadline_windows_are_half_open() {
+        let d = deadline();
+        assert!(!d.is_open(19) && d.is_open(20) && d.is_open(39) && !d.is_open(40));
+        assert!(!d.has_elapsed(39) && d.has_elapsed(40));
+        assert!(!d.fault_cutoff_passed(-11) && d.fault_cutoff_passed(-10));
+    }
+
+    #[test]
+    fn partitions_prove_active_and_recovering_sectors() {
+        let set = |v: &[u64]| v.iter().copied().collect::<BTreeSet<_>>();
+        let p = PartitionState {
+            index: 0,
+            all: set(&[1, 2, 3]),
+            live: set(&[1, 2, 3]),
+            active: set(&[1]),
+            faulty: set(&[2, 3]),
+            recovering: set(&[3]),
+        };
+        assert_eq!(p.to_prove(), set(&[1, 3]));
+    }
+
+    #[test]
+    fn seeds_are_masked_and_messages_name_their_miner() {
+        assert_eq!(post_seed([0xff; 32])[31], 0x3f);
+        assert_eq!(post_seed([0xff; 32])[30], 0xff);
+        let m = Message::DeclareFaultsRecovered {
+            miner: 7,
+            recoveries: vec![],
+        };
+        assert_eq!((m.miner(), m.method()), (7, "DeclareFaultsRecovered"));
+    }
 }

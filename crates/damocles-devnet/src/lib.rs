@@ -8,8 +8,11 @@
 //!   configured block time, randomness is a hash of (domain, epoch, entropy),
 //!   messages execute one epoch after they are pushed, and the miner actor
 //!   ([`actor`]) checks precommits and **verifies every prove-commit with
-//!   `verify_seal`**, so a wrong proof never makes a sector active. Its state
-//!   lives in redb tables of the manager's database: it survives kill -9.
+//!   `verify_seal`**, so a wrong proof never makes a sector active. It also
+//!   **demands window PoSt**: each deadline's partitions must be proven while
+//!   it is open (`verify_window_post`), or their sectors turn faulty and lose
+//!   power when it closes. Its state lives in redb tables of the manager's
+//!   database: it survives kill -9.
 
 pub mod actor;
 pub mod devnet;

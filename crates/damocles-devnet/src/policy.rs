@@ -1,10 +1,11 @@
 //! The protocol constants of the devnet, small enough that a test sees a seed
-//! in seconds and several proving deadlines in a minute.
+//! in seconds and several proving deadlines in a few minutes.
 
 use serde::{Deserialize, Serialize};
 
 use damocles_chain::Epoch;
 
+/// The devnet's protocol constants (the `[Devnet.Policy]` keys).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Policy {
@@ -23,12 +24,21 @@ pub struct Policy {
     pub challenge_window: Epoch,
     /// Deadlines per proving period (mainnet: 48).
     pub deadlines_per_period: u64,
-    /// How long before a deadline opens its challenge is drawn (mainnet: 20).
+    /// How long before a deadline opens its challenge is drawn (mainnet:
+    /// WPoStChallengeLookback = 20).
     pub challenge_lookback: Epoch,
+    /// How long before a deadline opens recoveries for it are refused
+    /// (mainnet: FaultDeclarationCutoff = 70).
+    pub fault_declaration_cutoff: Epoch,
     /// Sector lifetime for new sectors, in epochs.
     pub sector_lifetime: Epoch,
 }
 
+/// The defaults leave room for damocles' default PoSt confidences at 1 s
+/// blocks: the manager starts at challenge + 10 (open − 10), submits from
+/// open + 4 and has until open + 20; recoveries it declares for the
+/// deadline two ahead at open − 10 land before that deadline's cutoff
+/// (open + 40 − 30).
 impl Default for Policy {
     fn default() -> Self {
         Policy {
@@ -36,15 +46,17 @@ impl Default for Policy {
             ticket_lookback: 1,
             max_ticket_age: 10_000,
             max_prove_commit_delay: 10_000,
-            challenge_window: 10,
+            challenge_window: 20,
             deadlines_per_period: 12,
-            challenge_lookback: 2,
+            challenge_lookback: 20,
+            fault_declaration_cutoff: 30,
             sector_lifetime: 1_000_000,
         }
     }
 }
 
 impl Policy {
+    /// Epochs per proving period (every deadline once).
     pub fn proving_period(&self) -> Epoch {
         self.challenge_window * self.deadlines_per_period as Epoch
     }
@@ -63,18 +75,94 @@ impl Policy {
                 return Err(format!("{key} must be > 0, got {v}"));
             }
         }
-        if self.ticket_lookback < 0 || self.challenge_lookback < 0 {
-            return Err("TicketLookback and ChallengeLookback must be >= 0".into());
+        let non_negative = [
+            ("TicketLookback", self.ticket_lookback),
+            ("ChallengeLookback", self.challenge_lookback),
+            ("FaultDeclarationCutoff", self.fault_declaration_cutoff),
+        ];
+        for (key, v) in non_negative {
+            if v < 0 {
+                return Err(format!("{key} must be >= 0, got {v}"));
+            }
         }
         if self.deadlines_per_period == 0 {
             return Err("DeadlinesPerPeriod must be > 0".into());
         }
+        let period = Epoch::try_from(self.deadlines_per_period)
+            .ok()
+            .and_then(|n| n.checked_mul(self.challenge_window))
+            .ok_or_else(|| {
+                format!(
+                    "ChallengeWindow ({}) × DeadlinesPerPeriod ({}) is too large",
+                    self.challenge_window, self.deadlines_per_period
+                )
+            })?;
         if self.max_prove_commit_delay <= self.seed_delay {
             return Err(format!(
                 "MaxProveCommitDelay ({}) must be larger than SeedDelay ({})",
                 self.max_prove_commit_delay, self.seed_delay
             ));
         }
+        // Right after a deadline closes, its next opening is one period minus
+        // one window away: a cutoff that long would refuse every recovery.
+        if self.fault_declaration_cutoff >= period - self.challenge_window {
+            return Err(format!(
+                "FaultDeclarationCutoff ({}) must be less than a proving period minus ChallengeWindow ({}), or no recovery could ever be declared",
+                self.fault_declaration_cutoff,
+                period - self.challenge_window
+            ));
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(p: Policy) -> String {
+        p.validate().unwrap_err()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_leave_room_for_default_confidences() {
+        let p = Policy::default();
+        p.validate().unwrap();
+        // damocles: start at challenge + 10, submit from open + 4, a message
+        // lands one epoch after it is pushed.
+        let start = -p.challenge_lookback + 10;
+        assert!(start < 4 && 4 + 1 < p.challenge_window);
+        // Recoveries for deadline + 2, pushed at the start, land before its cutoff.
+        assert!(start + 1 < 2 * p.challenge_window - p.fault_declaration_cutoff);
+        assert!(p.fault_declaration_cutoff > p.challenge_lookback);
+    }
+
+    #[test]
+    fn refusals_name_the_key() {
+        let e = refusal(Policy {
+            fault_declaration_cutoff: -1,
+            ..Policy::default()
+        });
+        assert!(e.starts_with("FaultDeclarationCutoff must be >= 0"), "{e}");
+        let e = refusal(Policy {
+            challenge_lookback: -1,
+            ..Policy::default()
+        });
+        assert!(e.starts_with("ChallengeLookback"), "{e}");
+        let e = refusal(Policy {
+            fault_declaration_cutoff: 220,
+            ..Policy::default()
+        });
+        assert!(e.starts_with("FaultDeclarationCutoff (220)"), "{e}");
+        let e = refusal(Policy {
+            deadlines_per_period: u64::MAX,
+            ..Policy::default()
+        });
+        assert!(e.contains("DeadlinesPerPeriod"), "{e}");
+        let e = refusal(Policy {
+            challenge_window: 0,
+            ..Policy::default()
+        });
+        assert!(e.starts_with("ChallengeWindow"), "{e}");
     }
 }

@@ -560,9 +560,13 @@ SectorSize = "2KiB"
 [Devnet.Policy]
 SeedDelay = {seed_delay}
 TicketLookback = 1
-ChallengeWindow = 10
+# Window PoSt: epochs per deadline, deadlines per proving period, how far
+# before a deadline opens its challenge is drawn, and how long before it
+# opens recoveries for it close (mainnet 60, 48, 20, 70).
+ChallengeWindow = 20
 DeadlinesPerPeriod = 12
-ChallengeLookback = 2
+ChallengeLookback = 20
+FaultDeclarationCutoff = 30
 "#,
         store = store.display()
     )

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`config`] | `sector-manager.cfg`: keys, defaults, validation |
 //! | [`home`] | the home directory layout |
+//! | [`ext_prover`] | `ext-prover.cfg`: PoSt provers as child processes, the weighted choice |
 //! | [`db`] | durable state in redb: sectors, numbers, reservations |
 //! | [`stores`] | persist stores and reservation choice |
 //! | [`sealer`] | the `Venus.*` methods |
@@ -15,6 +16,7 @@ pub mod config;
 pub mod daemon;
 pub mod db;
 pub mod error;
+pub mod ext_prover;
 pub mod home;
 pub mod metrics;
 pub mod sealer;

@@ -29,10 +29,14 @@ pub struct InitOptions {
     pub block_time: String,
     /// Devnet epochs from precommit to seed.
     pub seed_delay: i64,
+    /// CC sectors to seal into the store and make active at the devnet's
+    /// genesis ([`crate::preseal`]); 0 for none.
+    pub pre_seal: u64,
 }
 
 /// Creates the home: a commented config, the database, the token secret, an
-/// admin token. Refuses to overwrite an existing config or database. The
+/// admin token, and with `pre_seal` the devnet genesis with that many sealed
+/// sectors active. Refuses to overwrite an existing config or database. The
 /// only place a database is made: `daemon run` refuses a home without one.
 pub fn init(home: &Home, opts: &InitOptions) -> Result<()> {
     std::fs::create_dir_all(home.path())
@@ -57,9 +61,21 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<()> {
         block_time: &opts.block_time,
         seed_delay: opts.seed_delay,
     });
-    config::parse(&text).context("the config these options make does not load")?;
+    let cfg = config::parse(&text)
+        .context("the config these options make does not load")?
+        .config;
     // Before the config: a failure here leaves nothing that blocks a retry.
-    drop(Db::create(&home.database())?);
+    let db = Db::create(&home.database())?;
+    if opts.pre_seal > 0 {
+        let scratch = home.path().join("pre-seal");
+        if let Err(e) = crate::preseal::pre_seal(&cfg, &db, &scratch, opts.pre_seal) {
+            drop(db);
+            // A half-made database would block the retry.
+            let _ = std::fs::remove_file(home.database());
+            return Err(e.context(format!("--pre-seal {}", opts.pre_seal)));
+        }
+    }
+    drop(db);
     std::fs::write(&cfg_path, text).with_context(|| format!("write {}", cfg_path.display()))?;
     if Tokens::create_secret_file(&home.secret())? {
         info!(path = %home.secret().display(), "token secret created");
@@ -71,6 +87,12 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<()> {
     println!("  database:    {}", home.database().display());
     println!("  admin token: {}", home.token().display());
     println!("  persist store \"store-1\": {}", store.display());
+    if opts.pre_seal > 0 {
+        println!(
+            "  pre-sealed:  {} sector(s), active at the devnet's genesis",
+            opts.pre_seal
+        );
+    }
     println!(
         "next: damocles-manager --home {} daemon run",
         home.path().display()

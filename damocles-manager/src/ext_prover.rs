@@ -123,8 +123,9 @@ impl ExtProvers {
     /// Reads `path` and resolves every entry against `default_dir`; each
     /// refusal names the file and the entry.
     pub fn load(path: &Path, default_dir: &Path) -> Result<Vec<(PoStKind, ProverCommand)>> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("read {}: {e} (`--ext-prover` needs it)", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("read {}: {e} (`--ext-prover` needs it)", path.display())
+        })?;
         let provers =
             ExtProvers::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
         let mut out = Vec::new();
@@ -213,12 +214,18 @@ mod tests {
         assert_eq!((a.concurrent, a.weight), (1, 3));
         assert_eq!(a.ready_timeout, Duration::from_secs(5));
         let b = p.wd_post[1].resolve(PoStKind::Window, dir);
-        assert_eq!((b.bin.as_path(), b.args.as_slice()), (Path::new("/bin/true"), &["x".to_string()][..]));
+        assert_eq!(
+            (b.bin.as_path(), b.args.as_slice()),
+            (Path::new("/bin/true"), &["x".to_string()][..])
+        );
         assert_eq!(b.envs["A"], "b");
         assert_eq!(b.ready_timeout, Duration::from_secs(9));
         let w = p.win_post[0].resolve(PoStKind::Winning, dir);
         assert_eq!(w.args, ["processor", "winning_post"]);
-        assert!(ExtProvers::parse(&default_file()).unwrap().wd_post.is_empty());
+        assert!(ExtProvers::parse(&default_file())
+            .unwrap()
+            .wd_post
+            .is_empty());
     }
 
     #[test]
@@ -227,12 +234,22 @@ mod tests {
         assert!(e.to_string().contains("WdPost.0.Concurent"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join(FILE_NAME);
-        std::fs::write(&cfg, "[[WinPost]]\nBin = \"/bin/true\"\n[[WinPost]]\nBin = \"/no/such/prover\"\n").unwrap();
+        std::fs::write(
+            &cfg,
+            "[[WinPost]]\nBin = \"/bin/true\"\n[[WinPost]]\nBin = \"/no/such/prover\"\n",
+        )
+        .unwrap();
         let e = ExtProvers::load(&cfg, dir.path()).unwrap_err().to_string();
-        assert!(e.contains("WinPost[1].Bin") && e.contains("/no/such/prover"), "{e}");
+        assert!(
+            e.contains("WinPost[1].Bin") && e.contains("/no/such/prover"),
+            "{e}"
+        );
         std::fs::write(&cfg, "[[WdPost]]\n").unwrap();
         let e = ExtProvers::load(&cfg, dir.path()).unwrap_err().to_string();
-        assert!(e.contains("WdPost[0].Bin") && e.contains("damocles-worker"), "{e}");
+        assert!(
+            e.contains("WdPost[0].Bin") && e.contains("damocles-worker"),
+            "{e}"
+        );
     }
 
     #[test]

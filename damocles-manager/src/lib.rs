@@ -10,6 +10,7 @@
 //! | [`sealer`] | the `Venus.*` methods |
 //! | [`server`] | the paths and metrics behind the gate (`damocles-gate`) |
 //! | [`metrics`] | Prometheus metrics |
+//! | [`preseal`] | `daemon init --pre-seal`: CC sectors active at the devnet's genesis |
 //! | [`daemon`] | `daemon init` / `daemon run` |
 
 pub mod config;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod ext_prover;
 pub mod home;
 pub mod metrics;
+pub mod preseal;
 pub mod sealer;
 pub mod server;
 pub mod stores;

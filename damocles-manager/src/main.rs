@@ -76,6 +76,12 @@ enum DaemonCmd {
         /// Devnet epochs between a precommit and its seed (Devnet.Policy.SeedDelay).
         #[arg(long, default_value_t = 5)]
         seed_delay: i64,
+        /// Seal N committed-capacity 2KiB sectors now (add_pieces, tree_d,
+        /// PC1, PC2; no C1/C2), put them in the persist store, and make them
+        /// active at the devnet's genesis and finalized in the manager, as
+        /// `lotus-seed pre-seal` does. Their ticket is fixed. 2KiB only.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        pre_seal: u64,
     },
     /// Serve the RPC (and run the devnet chain) until interrupted.
     Run {
@@ -238,6 +244,7 @@ async fn dispatch(home: Home, cmd: Cmd) -> Result<()> {
                     listen,
                     block_time,
                     seed_delay,
+                    pre_seal,
                 },
         } => daemon::init(
             &home,
@@ -247,6 +254,7 @@ async fn dispatch(home: Home, cmd: Cmd) -> Result<()> {
                 listen,
                 block_time,
                 seed_delay,
+                pre_seal,
             },
         ),
         Cmd::Daemon {

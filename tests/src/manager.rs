@@ -53,6 +53,28 @@ pub fn init_home(home: &Path, edit: impl FnOnce(String) -> String) {
     devnet::ManagerProcess::init(&manager_bin(), home, "500ms", 3, edit).expect("daemon init");
 }
 
+/// `daemon init` into `home` for miner 1000 with `block_time` blocks, a
+/// 3-epoch seed delay and `extra` flags (e.g. `--pre-seal 3`); returns its
+/// stdout, panicking with stderr on failure.
+pub fn init_home_with(home: &Path, block_time: &str, extra: &[&str]) -> String {
+    cli(
+        home,
+        &[
+            &[
+                "daemon",
+                "init",
+                "--miner",
+                "1000",
+                "--listen",
+                "127.0.0.1:0",
+            ][..],
+            &["--block-time", block_time, "--seed-delay", "3"],
+            extra,
+        ]
+        .concat(),
+    )
+}
+
 impl ManagerProcess {
     /// Starts `daemon run` and waits until it serves.
     pub fn start(home: &Path) -> ManagerProcess {

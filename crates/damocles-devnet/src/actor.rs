@@ -766,7 +766,7 @@ fn check_partitions(dl: &Deadline, index: u64, parts: &[PoStPartition]) -> Resul
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use filecoin_proofs_api::{RegisteredPoStProof, RegisteredSealProof};
 
@@ -817,7 +817,9 @@ mod tests {
         }
     }
 
-    fn sector(n: SectorNumber) -> SectorOnChain {
+    /// A 2KiB sector with made-up commitments (`comm_r` from its number), for
+    /// tests that never verify a proof over it.
+    pub(crate) fn sector(n: SectorNumber) -> SectorOnChain {
         SectorOnChain {
             number: n,
             seal_proof: RegisteredSealProof::StackedDrg2KiBV1_1,

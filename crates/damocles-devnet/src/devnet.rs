@@ -770,20 +770,7 @@ mod tests {
         (dir, d)
     }
 
-    fn sector(n: SectorNumber) -> SectorOnChain {
-        SectorOnChain {
-            number: n,
-            seal_proof: RegisteredSealProof::StackedDrg2KiBV1_1,
-            comm_r: [n as u8; 32],
-            comm_d: [2; 32],
-            precommit_epoch: 0,
-            activation: 0,
-            expiration: 1_000_000,
-            deadline: 0,
-            partition: 0,
-            faulty: false,
-        }
-    }
+    use crate::actor::tests::sector;
 
     /// Six genesis sectors: deadline 2 holds {1, 3} {5}, deadline 3 {2, 4} {6}.
     fn proving() -> (tempfile::TempDir, Devnet) {

@@ -465,6 +465,41 @@ impl ManagerConfig {
             .policy
             .validate()
             .map_err(|e| anyhow!("key Devnet.Policy: {e}"))?;
+        for (i, m) in self.miners.iter().enumerate() {
+            self.check_post_fits(i, &m.post)?;
+        }
+        Ok(())
+    }
+
+    /// A deadline's window PoSt starts `ChallengeConfidence` epochs after its
+    /// challenge (drawn `ChallengeLookback` before it opens) and is submitted
+    /// from `SubmitConfidence` epochs after it opens, all before it closes
+    /// `ChallengeWindow` epochs after it opens: confidences that do not fit
+    /// would miss every deadline.
+    fn check_post_fits(&self, i: usize, post: &PoStConfig) -> Result<()> {
+        if !post.enabled {
+            return Ok(());
+        }
+        let policy = &self.devnet.policy;
+        let window = u64::try_from(policy.challenge_window).unwrap_or(0);
+        let lookback = u64::try_from(policy.challenge_lookback).unwrap_or(0);
+        if post.submit_confidence >= window {
+            bail!(
+                "keys Miners[{i}].PoSt.SubmitConfidence ({}) and Devnet.Policy.ChallengeWindow ({window}): \
+                 a deadline closes {window} epochs after it opens, so proofs sent {} epochs after it opens never land",
+                post.submit_confidence,
+                post.submit_confidence
+            );
+        }
+        if post.challenge_confidence >= lookback + window {
+            bail!(
+                "keys Miners[{i}].PoSt.ChallengeConfidence ({}), Devnet.Policy.ChallengeLookback ({lookback}) \
+                 and ChallengeWindow ({window}): the challenge is drawn {lookback} epochs before a deadline opens \
+                 and it closes {window} after, so waiting {} epochs after the challenge leaves no time to prove",
+                post.challenge_confidence,
+                post.challenge_confidence
+            );
+        }
         Ok(())
     }
 
@@ -599,6 +634,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(l.unknown_keys, vec!["Common.API.Foo", "Miners.0.Bar"]);
+    }
+
+    #[test]
+    fn post_confidences_must_fit_the_deadline_window() {
+        let base = default_file(&InitValues {
+            miner: 1000,
+            store: Path::new("/tmp/store"),
+            listen: "127.0.0.1:1789",
+            block_time: "1s",
+            seed_delay: 3,
+        });
+        parse(&base).expect("the defaults fit");
+        let late = base.replace(
+            "[Devnet]",
+            "[Miners.PoSt]\nSubmitConfidence = 20\n\n[Devnet]",
+        );
+        let e = parse(&late).err().unwrap().to_string();
+        assert!(
+            e.contains("Miners[0].PoSt.SubmitConfidence (20)")
+                && e.contains("ChallengeWindow (20)"),
+            "{e}"
+        );
+        let slow = base.replace(
+            "[Devnet]",
+            "[Miners.PoSt]\nChallengeConfidence = 40\n\n[Devnet]",
+        );
+        let e = parse(&slow).err().unwrap().to_string();
+        assert!(e.contains("Miners[0].PoSt.ChallengeConfidence (40)"), "{e}");
     }
 
     #[test]

@@ -251,3 +251,44 @@ async fn tokens_rank_and_expire() {
         "{body}"
     );
 }
+
+/// A request with rights on a plain path (a piece download) trusts its
+/// connection: a download longer than the untrusted deadline is not cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_piece_download_with_a_token_outlives_the_untrusted_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let pieces = dir.path().join("pieces");
+    std::fs::create_dir_all(&pieces).unwrap();
+    let size = 32usize << 20;
+    std::fs::write(pieces.join("bafkslowpiece"), vec![7u8; size]).unwrap();
+    init_home(&home, |c| {
+        c.replace(
+            "[Common.Auth]",
+            &format!(
+                "[Common.API.Limits]\nUntrustedTimeout = \"1s\"\n\n[[Common.PieceStores]]\nName = \"pieces\"\nPath = \"{}\"\n\n[Common.Auth]",
+                pieces.display()
+            ),
+        )
+    });
+    let m = ManagerProcess::start(&home);
+    let token = m.token("read");
+    let mut s = TcpStream::connect(m.authority()).await.unwrap();
+    let req = format!(
+        "GET /piecestore/bafkslowpiece HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
+        m.authority()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut got = vec![0u8; 64 << 10];
+    let first = s.read(&mut got).await.unwrap();
+    assert!(first > 0);
+    // Well past the 1 s deadline for untrusted connections.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await.unwrap();
+    let total = first + rest.len();
+    assert!(
+        total > size,
+        "the download was cut after {total} of {size} bytes"
+    );
+}

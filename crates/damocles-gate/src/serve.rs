@@ -321,6 +321,12 @@ async fn handle(
             Ok(handle_rpc(req, granted, &shared, slot, rpc).await)
         }
         _ => {
+            // Plain paths take no body: headers with rights are the whole
+            // request. Without this a long download (a piece) would be cut
+            // at the untrusted deadline.
+            if !granted.is_nothing() {
+                slot.trust();
+            }
             let (parts, _body) = req.into_parts();
             Ok(match shared.routes.route(&parts, &granted) {
                 Some(answer) => answer.await,

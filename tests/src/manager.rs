@@ -142,3 +142,14 @@ pub fn http(
         .unwrap_or_default();
     (status, body)
 }
+
+/// `Venus.AllocateSector` for `miner`, any proof type: the sector, or
+/// `None` when the manager has none to give.
+pub async fn allocate_one(c: &HttpClient, miner: u64) -> Option<damocles_api::AllocatedSector> {
+    use damocles_api::rpc::SealerApiClient;
+    let spec = damocles_api::AllocateSectorSpec {
+        allowed_miners: Some(vec![miner]),
+        allowed_proof_types: None,
+    };
+    c.allocate_sector(spec, None).await.expect("AllocateSector")
+}

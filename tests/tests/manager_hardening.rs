@@ -11,7 +11,7 @@ use damocles_api::cli::ManagerCliApiClient;
 use damocles_api::encoding::Base64Bytes;
 use damocles_api::rpc::SealerApiClient;
 use damocles_api::*;
-use damocles_e2e::manager::{cli, init_home, manager_bin, ManagerProcess};
+use damocles_e2e::manager::{allocate_one, cli, init_home, manager_bin, ManagerProcess};
 use damocles_manager::db::{Db, NumberPolicy};
 use filecoin_proofs_api::RegisteredSealProof;
 use jsonrpsee::core::client::ClientT;
@@ -201,17 +201,7 @@ async fn stored_strings_have_caps() {
     init_home(&home, |c| c);
     let m = ManagerProcess::start(&home);
     let c = m.client(Some(&m.token("write")));
-    let s = c
-        .allocate_sector(
-            AllocateSectorSpec {
-                allowed_miners: Some(vec![MINER]),
-                allowed_proof_types: None,
-            },
-            None,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let s = allocate_one(&c, MINER).await.expect("a sector");
     let size_before = database(&home).metadata().unwrap().len();
 
     c.worker_ping(ping("worker-1".into(), "0.1.0"))

@@ -8,10 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use damocles_api::cli::ManagerCliApiClient;
-use damocles_api::rpc::SealerApiClient;
-use damocles_api::{AllocateSectorSpec, SectorID, SectorState};
+use damocles_api::{SectorID, SectorState};
 use damocles_devnet::{Devnet, Policy};
-use damocles_e2e::manager::{init_home_with, ManagerProcess};
+use damocles_e2e::manager::{allocate_one, init_home_with, ManagerProcess};
 use damocles_e2e::proof_params;
 use damocles_manager::db::Db;
 use damocles_manager::home::Home;
@@ -84,17 +83,7 @@ async fn pre_sealed_sectors_are_active_finalized_persisted_and_provable() {
         );
     }
 
-    let next = c
-        .allocate_sector(
-            AllocateSectorSpec {
-                allowed_miners: Some(vec![MINER]),
-                allowed_proof_types: None,
-            },
-            None,
-        )
-        .await
-        .unwrap()
-        .expect("a sector");
+    let next = allocate_one(&c, MINER).await.expect("a sector");
     assert_eq!(next.id, SectorID::new(MINER, 4));
 
     // The point of pre-sealing: the persisted sectors prove.

@@ -817,6 +817,17 @@ pub(crate) mod tests {
         }
     }
 
+    /// Partitions of a submission: (index, sectors skipped in it).
+    pub(crate) fn partitions(parts: &[(u64, &[SectorNumber])]) -> Vec<PoStPartition> {
+        parts
+            .iter()
+            .map(|&(index, skipped)| PoStPartition {
+                index,
+                skipped: set(skipped),
+            })
+            .collect()
+    }
+
     /// A 2KiB sector with made-up commitments (`comm_r` from its number), for
     /// tests that never verify a proof over it.
     pub(crate) fn sector(n: SectorNumber) -> SectorOnChain {
@@ -862,13 +873,7 @@ pub(crate) mod tests {
         let challenge = period * 40 + deadline as Epoch * 10 - 5;
         SubmitWindowedPoStParams {
             deadline,
-            partitions: parts
-                .iter()
-                .map(|&(index, skipped)| PoStPartition {
-                    index,
-                    skipped: set(skipped),
-                })
-                .collect(),
+            partitions: partitions(parts),
             proofs: vec![PoStProof {
                 post_proof: RegisteredPoStProof::StackedDrgWindow2KiBV1_2,
                 proof_bytes: vec![7; 192],

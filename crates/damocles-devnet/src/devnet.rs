@@ -770,7 +770,7 @@ mod tests {
         (dir, d)
     }
 
-    use crate::actor::tests::sector;
+    use crate::actor::tests::{partitions, sector};
 
     /// Six genesis sectors: deadline 2 holds {1, 3} {5}, deadline 3 {2, 4} {6}.
     fn proving() -> (tempfile::TempDir, Devnet) {
@@ -805,13 +805,7 @@ mod tests {
             miner: 1000,
             params: SubmitWindowedPoStParams {
                 deadline: 2,
-                partitions: parts
-                    .iter()
-                    .map(|&(index, skipped)| PoStPartition {
-                        index,
-                        skipped: set(skipped),
-                    })
-                    .collect(),
+                partitions: partitions(parts),
                 proofs: vec![PoStProof {
                     post_proof: RegisteredPoStProof::StackedDrgWindow2KiBV1_2,
                     proof_bytes: vec![0x5a; 192],

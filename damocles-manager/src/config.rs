@@ -34,6 +34,31 @@ pub struct Common {
     pub plugins: PluginsConfig,
     pub piece_stores: Vec<PieceStoreConfig>,
     pub persist_stores: Vec<PersistStoreConfig>,
+    pub proving: ProvingConfig,
+}
+
+/// `[Common.Proving]`: how sectors are checked before a window PoSt.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ProvingConfig {
+    /// Sectors checked at once (0 or less: all at once).
+    pub parallel_check_limit: i64,
+    /// One sector's check; a sector not done by then is skipped.
+    #[serde(with = "humantime_serde")]
+    pub single_check_timeout: Duration,
+    /// The checks of one partition; sectors not checked by then are skipped.
+    #[serde(with = "humantime_serde")]
+    pub partition_check_timeout: Duration,
+}
+
+impl Default for ProvingConfig {
+    fn default() -> Self {
+        ProvingConfig {
+            parallel_check_limit: 128,
+            single_check_timeout: Duration::from_secs(600),
+            partition_check_timeout: Duration::from_secs(1200),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -276,20 +301,47 @@ pub struct CommitmentConfig {
     pub confidence: i64,
 }
 
-/// Window PoSt settings (scheduled by a later release; accepted now so
-/// damocles configs load without warnings).
+/// `[Miners.PoSt]`: window PoSt of this miner (`daemon run --poster`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PoStConfig {
+    /// Prove this miner's deadlines.
     pub enabled: bool,
+    /// Check each sector with a one-challenge vanilla proof (and its sealed
+    /// file's size), not only that its files exist.
     pub strict_check: bool,
+    /// Prove the partition batches of a deadline at once, not in turn.
     pub parallel: bool,
+    /// Epochs a PoSt or recovery message is waited for after it lands.
     pub confidence: u64,
+    /// Send proofs from this many epochs after the deadline opens (0: 4).
     pub submit_confidence: u64,
+    /// Start proving this many epochs after the challenge (0: 10).
     pub challenge_confidence: u64,
+    /// At most this many sectors declared recovered per deadline (0: no limit).
     pub max_recover_sector_limit: u64,
+    /// At most this many partitions per SubmitWindowedPoSt (0: the protocol's 3).
     pub max_partitions_per_po_st_message: u64,
+    /// At most this many partitions per DeclareFaultsRecovered (0: one message).
     pub max_partitions_per_recovery_message: u64,
+}
+
+impl PoStConfig {
+    /// SubmitConfidence with damocles' meaning of 0.
+    pub fn submit_after(&self) -> u64 {
+        match self.submit_confidence {
+            0 => 4,
+            n => n,
+        }
+    }
+
+    /// ChallengeConfidence with damocles' meaning of 0.
+    pub fn start_after(&self) -> u64 {
+        match self.challenge_confidence {
+            0 => 10,
+            n => n,
+        }
+    }
 }
 
 impl Default for PoStConfig {
@@ -311,7 +363,7 @@ impl Default for PoStConfig {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ProofConfig {
-    /// Winning PoSt for this miner (a later release).
+    /// Answer this miner's elections with winning PoSt (`daemon run --miner`).
     pub enabled: bool,
 }
 
@@ -451,6 +503,13 @@ impl ManagerConfig {
             "" | "read" | "write" => {}
             other => bail!("key Common.Auth.AnonymousPermission: {other:?} is not one of \"\", \"read\", \"write\""),
         }
+        let proving = &self.common.proving;
+        if proving.single_check_timeout.is_zero() {
+            bail!("key Common.Proving.SingleCheckTimeout: must be longer than 0s");
+        }
+        if proving.partition_check_timeout.is_zero() {
+            bail!("key Common.Proving.PartitionCheckTimeout: must be longer than 0s");
+        }
         if !self.devnet.enabled {
             bail!(
                 "key Devnet.Enabled: false, but the devnet is the only chain this release can use"
@@ -483,21 +542,29 @@ impl ManagerConfig {
         let policy = &self.devnet.policy;
         let window = u64::try_from(policy.challenge_window).unwrap_or(0);
         let lookback = u64::try_from(policy.challenge_lookback).unwrap_or(0);
-        if post.submit_confidence >= window {
+        if policy.deadlines_per_period < 4 {
+            bail!(
+                "keys Miners[{i}].PoSt.Enabled and Devnet.Policy.DeadlinesPerPeriod ({}): the poster declares \
+                 recoveries for the deadline two ahead of the one it proves, which with fewer than 4 deadlines \
+                 is open or past its fault cutoff; use 4 or more deadlines or set PoSt.Enabled = false",
+                policy.deadlines_per_period
+            );
+        }
+        if post.submit_after() >= window {
             bail!(
                 "keys Miners[{i}].PoSt.SubmitConfidence ({}) and Devnet.Policy.ChallengeWindow ({window}): \
                  a deadline closes {window} epochs after it opens, so proofs sent {} epochs after it opens never land",
-                post.submit_confidence,
-                post.submit_confidence
+                post.submit_after(),
+                post.submit_after()
             );
         }
-        if post.challenge_confidence >= lookback + window {
+        if post.start_after() >= lookback + window {
             bail!(
                 "keys Miners[{i}].PoSt.ChallengeConfidence ({}), Devnet.Policy.ChallengeLookback ({lookback}) \
                  and ChallengeWindow ({window}): the challenge is drawn {lookback} epochs before a deadline opens \
                  and it closes {window} after, so waiting {} epochs after the challenge leaves no time to prove",
-                post.challenge_confidence,
-                post.challenge_confidence
+                post.start_after(),
+                post.start_after()
             );
         }
         Ok(())
@@ -570,6 +637,13 @@ Weight = 1
 # AllowMiners = [{miner}]
 # DenyMiners = []
 
+# Sector checks before a window PoSt: how many at once, and how long one
+# sector and one partition may take (a sector not checked in time is skipped).
+[Common.Proving]
+ParallelCheckLimit = 128
+SingleCheckTimeout = "10m"
+PartitionCheckTimeout = "20m"
+
 [[Miners]]
 Actor = {miner}
 
@@ -584,6 +658,26 @@ LifetimeDays = 540
 [Miners.Commitment]
 # Epochs a message must be buried under before it counts as landed.
 Confidence = 0
+
+# Window PoSt of this miner's deadlines (`daemon run --poster`, docs/post.md).
+[Miners.PoSt]
+Enabled = true
+# Check sectors with a one-challenge vanilla proof, not only their files.
+StrictCheck = true
+# Prove the partition batches of a deadline at once.
+Parallel = false
+# Start this many epochs after the challenge; send from this many after open.
+ChallengeConfidence = 10
+SubmitConfidence = 4
+# Epochs a PoSt message is followed after it lands.
+Confidence = 10
+# MaxRecoverSectorLimit = 0
+# MaxPartitionsPerPoStMessage = 0
+# MaxPartitionsPerRecoveryMessage = 0
+
+# Winning PoSt for this miner's elections (`daemon run --miner`).
+[Miners.Proof]
+Enabled = true
 
 # The embedded devnet chain: epochs, randomness, a miner actor that verifies
 # every proof. Parameters for the sector size must be in the proof cache.
@@ -602,6 +696,10 @@ ChallengeWindow = 20
 DeadlinesPerPeriod = 12
 ChallengeLookback = 20
 FaultDeclarationCutoff = 30
+# Elections: the chance in percent that an epoch has a winner (each miner's
+# share is its share of power), and the seconds a winning PoSt may take.
+ElectionRatePercent = 5
+WinningPoStCutoffSecs = 25
 "#,
         store = store.display()
     )
@@ -646,22 +744,21 @@ mod tests {
             seed_delay: 3,
         });
         parse(&base).expect("the defaults fit");
-        let late = base.replace(
-            "[Devnet]",
-            "[Miners.PoSt]\nSubmitConfidence = 20\n\n[Devnet]",
-        );
+        let late = base.replace("SubmitConfidence = 4", "SubmitConfidence = 20");
         let e = parse(&late).err().unwrap().to_string();
         assert!(
             e.contains("Miners[0].PoSt.SubmitConfidence (20)")
                 && e.contains("ChallengeWindow (20)"),
             "{e}"
         );
-        let slow = base.replace(
-            "[Devnet]",
-            "[Miners.PoSt]\nChallengeConfidence = 40\n\n[Devnet]",
-        );
+        let slow = base.replace("ChallengeConfidence = 10", "ChallengeConfidence = 40");
         let e = parse(&slow).err().unwrap().to_string();
         assert!(e.contains("Miners[0].PoSt.ChallengeConfidence (40)"), "{e}");
+        let few = base.replace("DeadlinesPerPeriod = 12", "DeadlinesPerPeriod = 3");
+        let e = parse(&few).err().unwrap().to_string();
+        assert!(e.contains("DeadlinesPerPeriod (3)"), "{e}");
+        let off = few.replace("Enabled = true\n# Check", "Enabled = false\n# Check");
+        parse(&off).expect("no poster, no recoveries to declare");
     }
 
     #[test]

@@ -13,11 +13,17 @@ use tracing::{info, warn};
 
 use crate::config::{self, parse_sector_size};
 use crate::db::{now_secs, Db};
+use crate::ext_prover::{self, PoStKind};
 use crate::home::{write_private, Home};
 use crate::metrics::Metrics;
+use crate::post::api::ProvingRpc;
+use crate::post::checks::{Checker, Locator};
+use crate::post::prover::Prover;
+use crate::post::Proving;
 use crate::sealer::Sealer;
 use crate::server;
 use crate::stores::{load_plugins, PieceStores, Stores};
+use damocles_api::proving::ProvingApiServer;
 use damocles_gate::{Access, Tokens};
 
 pub struct InitOptions {
@@ -32,6 +38,31 @@ pub struct InitOptions {
     /// CC sectors to seal into the store and make active at the devnet's
     /// genesis ([`crate::preseal`]); 0 for none.
     pub pre_seal: u64,
+    /// `[Devnet.Policy]` keys to set before the genesis is made, as
+    /// `Key=Value` (e.g. `DeadlinesPerPeriod=4`).
+    pub policy: Vec<String>,
+}
+
+/// Sets `Key = Value` lines of the template's `[Devnet.Policy]` section.
+fn set_policy(text: &str, sets: &[String]) -> Result<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == "[Devnet.Policy]")
+        .context("the config template has no [Devnet.Policy]")?;
+    for set in sets {
+        let (key, value) = set
+            .split_once('=')
+            .with_context(|| format!("--policy {set:?}: expected Key=Value"))?;
+        let (key, value) = (key.trim(), value.trim());
+        let line = lines[start..]
+            .iter()
+            .position(|l| l.split('=').next().map(str::trim) == Some(key))
+            .map(|i| i + start)
+            .with_context(|| format!("--policy {set:?}: {key} is not a Devnet.Policy key"))?;
+        lines[line] = format!("{key} = {value}");
+    }
+    Ok(lines.join("\n") + "\n")
 }
 
 /// Creates the home: a commented config, the database, the token secret, an
@@ -61,6 +92,7 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<()> {
         block_time: &opts.block_time,
         seed_delay: opts.seed_delay,
     });
+    let text = set_policy(&text, &opts.policy)?;
     let cfg = config::parse(&text)
         .context("the config these options make does not load")?
         .config;
@@ -77,6 +109,11 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<()> {
     }
     drop(db);
     std::fs::write(&cfg_path, text).with_context(|| format!("write {}", cfg_path.display()))?;
+    let ext_cfg = home.path().join(ext_prover::FILE_NAME);
+    if !ext_cfg.exists() {
+        std::fs::write(&ext_cfg, ext_prover::default_file())
+            .with_context(|| format!("write {}", ext_cfg.display()))?;
+    }
     if Tokens::create_secret_file(&home.secret())? {
         info!(path = %home.secret().display(), "token secret created");
     }
@@ -102,6 +139,14 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<()> {
 
 pub struct RunOptions {
     pub listen: Option<String>,
+    /// Window PoSt for the miners with PoSt.Enabled.
+    pub poster: bool,
+    /// Winning PoSt for the miners with Proof.Enabled.
+    pub miner: bool,
+    /// PoSt through `ext-prover.cfg`'s child processes.
+    pub ext_prover: bool,
+    /// With `miner`: one winning PoSt at start.
+    pub warmup: bool,
 }
 
 /// Loads everything, checks it, serves until SIGINT/SIGTERM.
@@ -145,6 +190,7 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         warn!(set = ?params, "proof parameters missing: prove-commits cannot be verified until `fil-params generate` has run");
     }
 
+    let (window_prover, winning_prover) = provers(home, opts.ext_prover).await?;
     let db = Db::open(&home.database())?;
     spawn_worker_sweep(db.clone());
     let miners: Vec<DevnetMiner> = cfg
@@ -178,6 +224,17 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         });
     }
 
+    let proving = Arc::new(Proving {
+        chain: devnet.clone(),
+        checker: Checker::new(
+            Locator::new(db.clone(), Arc::new(stores.clone())),
+            cfg.common.proving.clone(),
+        ),
+        window_prover: Arc::new(window_prover),
+        winning_prover: Arc::new(winning_prover),
+        db: db.clone(),
+        metrics: Arc::clone(&metrics),
+    });
     let sealer = Sealer::new(
         cfg.clone(),
         db,
@@ -187,6 +244,27 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
     );
     let mut methods = SealerApiServer::into_rpc(sealer.clone());
     methods.merge(ManagerCliApiServer::into_rpc(sealer))?;
+    methods.merge(ProvingApiServer::into_rpc(ProvingRpc::new(
+        Arc::clone(&proving),
+        cfg.clone(),
+    )))?;
+    if opts.miner {
+        let miners: Vec<u64> = cfg
+            .miners
+            .iter()
+            .filter(|m| m.proof.enabled)
+            .map(|m| m.actor)
+            .collect();
+        if opts.warmup {
+            crate::post::winning::warmup(&proving, &miners)
+                .await
+                .context("--warmup: the winning PoSt warmup failed (see docs/post.md; --warmup false skips it)")?;
+        }
+        crate::post::winning::spawn(Arc::clone(&proving), miners);
+    }
+    if opts.poster {
+        crate::post::window::spawn(Arc::clone(&proving), cfg.miners.clone());
+    }
     let access = Access {
         tokens,
         open_on_loopback: cfg.common.auth.allow_unauthenticated_loopback,
@@ -222,6 +300,48 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
     let _ = handle.stop();
     let _ = std::fs::remove_file(home.api());
     Ok(())
+}
+
+/// The PoSt provers: in process, or with `--ext-prover` the children of
+/// `ext-prover.cfg` (a kind without entries stays in process). A bad file,
+/// a missing binary or a child that does not start stops the daemon,
+/// naming the entry.
+async fn provers(home: &Home, ext: bool) -> Result<(Prover, Prover)> {
+    if !ext {
+        let (w, n) = (
+            Prover::builtin(PoStKind::Window),
+            Prover::builtin(PoStKind::Winning),
+        );
+        return Ok((w, n));
+    }
+    let path = home.path().join(ext_prover::FILE_NAME);
+    let exe = std::env::current_exe().context("the manager's own path")?;
+    let dir = exe.parent().unwrap_or(std::path::Path::new("."));
+    let entries = ext_prover::ExtProvers::load(&path, dir)?;
+    let of = |kind| -> Vec<ext_prover::ProverCommand> {
+        entries
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, c)| c.clone())
+            .collect()
+    };
+    let mut out = Vec::new();
+    for kind in [PoStKind::Window, PoStKind::Winning] {
+        let cmds = of(kind);
+        let p = if cmds.is_empty() {
+            Prover::builtin(kind)
+        } else {
+            Prover::spawn_ext(kind, &cmds).await?
+        };
+        crate::post::prover::log_choice(&p);
+        out.push(p);
+    }
+    let winning = out.pop().expect("two provers");
+    let window = out.pop().expect("two provers");
+    if entries.is_empty() {
+        warn!(file = %path.display(), "--ext-prover: the file has no [[WdPost]] or [[WinPost]] entry; PoSt runs in process");
+    }
+    Ok((window, winning))
 }
 
 /// Removes worker records not pinged for a day, at start and every hour.

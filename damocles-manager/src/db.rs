@@ -32,6 +32,9 @@ const OFFLINE: TableDefinition<Key, &str> = TableDefinition::new("sectors_offlin
 const NUMBERS: TableDefinition<u64, u64> = TableDefinition::new("sector_numbers");
 const RESERVATIONS: TableDefinition<Key, &str> = TableDefinition::new("store_reservations");
 const WORKERS: TableDefinition<&str, &str> = TableDefinition::new("workers");
+/// Window PoSt messages sent, by (miner, deadline open epoch, first
+/// partition): what a restarted poster must not send again.
+const POST_SENT: TableDefinition<(u64, i64, u64), &str> = TableDefinition::new("post_messages");
 /// Holds [`INITIALIZED`], written by `daemon init` only.
 const META: TableDefinition<&str, &str> = TableDefinition::new("manager_meta");
 const INITIALIZED: &str = "initialized_at";
@@ -236,6 +239,7 @@ fn ensure_tables(db: &Database, path: &Path) -> std::result::Result<(), OpenErro
     tx.open_table(NUMBERS).at(path)?;
     tx.open_table(RESERVATIONS).at(path)?;
     tx.open_table(WORKERS).at(path)?;
+    tx.open_table(POST_SENT).at(path)?;
     tx.commit().at(path)
 }
 
@@ -732,6 +736,53 @@ impl Db {
             out.push(from_json(entry?.1.value())?);
         }
         Ok(out)
+    }
+}
+
+/// A window PoSt message the poster sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoStSent {
+    pub partitions: Vec<u64>,
+    pub message: String,
+    pub sent_at: u64,
+}
+
+impl Db {
+    /// Records a window PoSt message of `miner`'s deadline opening at `open`.
+    pub fn record_post_sent(&self, miner: u64, open: i64, sent: &PoStSent) -> Result<()> {
+        let first = sent.partitions.first().copied().unwrap_or(0);
+        let tx = self.db.begin_write()?;
+        tx.open_table(POST_SENT)?
+            .insert((miner, open, first), to_json(sent)?.as_str())?;
+        Ok(tx.commit()?)
+    }
+
+    /// The window PoSt messages sent for `miner`'s deadline opening at `open`.
+    pub fn post_sent(&self, miner: u64, open: i64) -> Result<Vec<PoStSent>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(POST_SENT)?;
+        let mut out = Vec::new();
+        for entry in t.range((miner, open, 0)..=(miner, open, u64::MAX))? {
+            out.push(from_json(entry?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Forgets the records of deadlines that opened before `before` (a
+    /// closed deadline's records are of no further use).
+    pub fn prune_post_sent(&self, miner: u64, before: i64) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(POST_SENT)?;
+            let old: Vec<(u64, i64, u64)> = t
+                .range((miner, i64::MIN, 0)..(miner, before, 0))?
+                .map(|e| e.map(|(k, _)| k.value()))
+                .collect::<std::result::Result<_, _>>()?;
+            for k in old {
+                t.remove(k)?;
+            }
+        }
+        Ok(tx.commit()?)
     }
 }
 

@@ -10,6 +10,7 @@
 //! | [`sealer`] | the `Venus.*` methods |
 //! | [`server`] | the paths and metrics behind the gate (`damocles-gate`) |
 //! | [`metrics`] | Prometheus metrics |
+//! | [`post`] | window PoSt scheduler, winning PoSt, sector checks, provers, the proving RPCs |
 //! | [`preseal`] | `daemon init --pre-seal`: CC sectors active at the devnet's genesis |
 //! | [`daemon`] | `daemon init` / `daemon run` |
 
@@ -20,6 +21,7 @@ pub mod error;
 pub mod ext_prover;
 pub mod home;
 pub mod metrics;
+pub mod post;
 pub mod preseal;
 pub mod sealer;
 pub mod server;

@@ -12,6 +12,8 @@ use damocles_api::{Permission, SectorID, SectorListKind, SectorState};
 use damocles_gate::Tokens;
 use damocles_manager::daemon::{self, InitOptions, RunOptions};
 use damocles_manager::home::Home;
+mod proving_cli;
+
 use jsonrpsee::http_client::{HeaderMap, HeaderValue, HttpClient, HttpClientBuilder};
 
 #[derive(Parser)]
@@ -82,12 +84,34 @@ enum DaemonCmd {
         /// `lotus-seed pre-seal` does. Their ticket is fixed. 2KiB only.
         #[arg(long, value_name = "N", default_value_t = 0)]
         pre_seal: u64,
+        /// Set a [Devnet.Policy] key before the genesis is made, e.g.
+        /// `--policy DeadlinesPerPeriod=4` (repeatable). Deadline keys
+        /// cannot change once sectors are assigned to deadlines.
+        #[arg(long, value_name = "KEY=VALUE")]
+        policy: Vec<String>,
     },
     /// Serve the RPC (and run the devnet chain) until interrupted.
     Run {
         /// Listen address; overrides Common.API.Listen.
         #[arg(long)]
         listen: Option<String>,
+        /// Prove every deadline of the miners with PoSt.Enabled (window PoSt):
+        /// checks, proofs, recoveries and messages, as docs/post.md describes.
+        #[arg(long)]
+        poster: bool,
+        /// Answer the chain's elections with winning PoSt for the miners
+        /// with Proof.Enabled.
+        #[arg(long)]
+        miner: bool,
+        /// Run PoSt through the child processes of <home>/ext-prover.cfg
+        /// ([[WdPost]], [[WinPost]]) instead of in this process; a kind
+        /// with no entry stays in process.
+        #[arg(long)]
+        ext_prover: bool,
+        /// With --miner: prove one sector at start so that the first
+        /// election finds the parameters loaded; a failure stops the start.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+        warmup: bool,
     },
 }
 
@@ -136,6 +160,8 @@ enum SealerCmd {
         #[command(subcommand)]
         cmd: SectorsCmd,
     },
+    /// Window and winning PoSt: deadlines, faults, checks, proofs by hand.
+    Proving(proving_cli::Proving),
 }
 
 #[derive(Subcommand)]
@@ -245,6 +271,7 @@ async fn dispatch(home: Home, cmd: Cmd) -> Result<()> {
                     block_time,
                     seed_delay,
                     pre_seal,
+                    policy,
                 },
         } => daemon::init(
             &home,
@@ -255,11 +282,31 @@ async fn dispatch(home: Home, cmd: Cmd) -> Result<()> {
                 block_time,
                 seed_delay,
                 pre_seal,
+                policy,
             },
         ),
         Cmd::Daemon {
-            cmd: DaemonCmd::Run { listen },
-        } => daemon::run(&home, RunOptions { listen }).await,
+            cmd:
+                DaemonCmd::Run {
+                    listen,
+                    poster,
+                    miner,
+                    ext_prover,
+                    warmup,
+                },
+        } => {
+            daemon::run(
+                &home,
+                RunOptions {
+                    listen,
+                    poster,
+                    miner,
+                    ext_prover,
+                    warmup,
+                },
+            )
+            .await
+        }
         Cmd::Util(util) => run_util(home, util).await,
         Cmd::Config {
             cmd: ConfigCmd::Check,
@@ -299,14 +346,14 @@ fn client(home: &Home, util: &Util) -> Result<HttpClient> {
         .with_context(|| format!("RPC client for {url}"))
 }
 
-fn table(header: &[&str]) -> Table {
+pub(crate) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING);
     t.set_header(header.to_vec());
     t
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -383,6 +430,9 @@ async fn run_util(home: Home, util: Util) -> Result<()> {
                 println!("{} restored", sector.0);
             }
         },
+        UtilCmd::Sealer {
+            cmd: SealerCmd::Proving(p),
+        } => proving_cli::run(&c, p, util.json).await?,
         UtilCmd::Storage {
             cmd: StorageCmd::List,
         } => {

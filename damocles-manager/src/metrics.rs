@@ -25,6 +25,20 @@ pub struct MinerLabels {
     pub miner: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub miner: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoStLabels {
+    /// `window` or `winning`.
+    pub kind: String,
+    /// `builtin` or `ext`.
+    pub prover: String,
+}
+
 type HistogramFamily = Family<MethodLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -34,6 +48,16 @@ pub struct Metrics {
     pub sectors_allocated: Family<MinerLabels, Counter>,
     pub messages_pushed: Family<MethodLabels, Counter>,
     pub chain_head: Gauge,
+    pub post_deadlines: Family<OutcomeLabels, Counter>,
+    pub post_faulty_sectors: Family<MinerLabels, Gauge>,
+    pub post_seconds: Family<PoStLabels, Histogram, fn() -> Histogram>,
+    pub winning_latency_seconds: Histogram,
+    pub blocks: Family<OutcomeLabels, Counter>,
+}
+
+fn proof_histogram() -> Histogram {
+    // 0.1 s .. ~10 min
+    Histogram::new(exponential_buckets(0.1, 2.0, 14))
 }
 
 fn latency_histogram() -> Histogram {
@@ -49,6 +73,37 @@ impl Metrics {
         let sectors_allocated = Family::<MinerLabels, Counter>::default();
         let messages_pushed = Family::<MethodLabels, Counter>::default();
         let chain_head = Gauge::default();
+        let post_deadlines = Family::<OutcomeLabels, Counter>::default();
+        let post_faulty_sectors = Family::<MinerLabels, Gauge>::default();
+        let post_seconds: Family<PoStLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(proof_histogram);
+        let winning_latency_seconds = proof_histogram();
+        let blocks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "post_deadlines",
+            "Window PoSt deadlines with sectors, by miner and outcome (proven, missed)",
+            post_deadlines.clone(),
+        );
+        registry.register(
+            "post_faulty_sectors",
+            "Sectors the chain holds faulty, by miner",
+            post_faulty_sectors.clone(),
+        );
+        registry.register(
+            "post_proof_seconds",
+            "Time to generate a PoSt, by kind (window, winning) and prover (builtin, ext)",
+            post_seconds.clone(),
+        );
+        registry.register(
+            "winning_post_latency_seconds",
+            "Time from an election's announcement to its proof reaching the chain",
+            winning_latency_seconds.clone(),
+        );
+        registry.register(
+            "blocks",
+            "Elections answered, by miner and outcome (won, missed)",
+            blocks.clone(),
+        );
         registry.register(
             "rpc_calls",
             "JSON-RPC calls by method and outcome",
@@ -81,7 +136,51 @@ impl Metrics {
             sectors_allocated,
             messages_pushed,
             chain_head,
+            post_deadlines,
+            post_faulty_sectors,
+            post_seconds,
+            winning_latency_seconds,
+            blocks,
         }
+    }
+
+    pub fn post_deadline(&self, miner: &str, outcome: &str) {
+        self.post_deadlines
+            .get_or_create(&OutcomeLabels {
+                miner: miner.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn post_seconds(&self, kind: &str, prover: &str, secs: f64) {
+        self.post_seconds
+            .get_or_create(&PoStLabels {
+                kind: kind.into(),
+                prover: prover.into(),
+            })
+            .observe(secs);
+    }
+
+    pub fn set_faulty_sectors(&self, miner: &str, n: u64) {
+        self.post_faulty_sectors
+            .get_or_create(&MinerLabels {
+                miner: miner.into(),
+            })
+            .set(n as i64);
+    }
+
+    pub fn winning_latency(&self, secs: f64) {
+        self.winning_latency_seconds.observe(secs);
+    }
+
+    pub fn block(&self, miner: &str, outcome: &str) {
+        self.blocks
+            .get_or_create(&OutcomeLabels {
+                miner: miner.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests and benchmarks.
 
 pub mod manager;
+pub mod post;
 pub mod s3;
 pub mod sealing;
 pub mod worker;

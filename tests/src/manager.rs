@@ -83,6 +83,14 @@ impl ManagerProcess {
         )
     }
 
+    /// Starts `daemon run <flags>` and waits until it serves.
+    pub fn start_with(home: &Path, flags: &[&str]) -> ManagerProcess {
+        ManagerProcess(
+            devnet::ManagerProcess::start_with(&manager_bin(), home, flags)
+                .unwrap_or_else(|e| panic!("{e:#}")),
+        )
+    }
+
     /// A token minted by the CLI from this home's secret.
     pub fn token(&self, perm: &str) -> String {
         self.0.token(perm).expect("create-token")

@@ -16,6 +16,7 @@ pub mod codes;
 pub mod encoding;
 pub mod limits;
 pub mod perm;
+pub mod proving;
 pub mod rpc;
 pub mod state;
 pub mod types;

@@ -77,7 +77,10 @@ pub fn required(method: &str) -> Permission {
         // Queries a worker or an operator makes.
         "PollPreCommitState" | "PollProofState" | "StoreBasicInfo" | "ListSectors"
         | "FindSector" | "StoreList" | "ChainHead" | "ChainSectorInfo" | "WorkerList"
-        | "Version" => Permission::Read,
+        | "Version" | "ProvingInfo" | "ProvingDeadlines" | "ProvingDeadline" | "ProvingFaults"
+        | "ProvingBlocks" => Permission::Read,
+        // Reads files of every sector of a deadline (with `slow`, proofs).
+        "CheckProvable" => Permission::Write,
         // What a sealing worker does to a sector.
         "AllocateSector" | "AcquireDeals" | "AssignTicket" | "SubmitPreCommit"
         | "SubmitPersisted" | "SubmitPersistedEx" | "SubmitProof" | "ReportState"
@@ -98,6 +101,10 @@ mod tests {
         assert_eq!(required("Venus.AllocateSector"), Permission::Write);
         assert_eq!(required("Venus.PollProofState"), Permission::Read);
         assert_eq!(required("Venus.AbortSector"), Permission::Admin);
+        assert_eq!(required("Venus.ProvingDeadlines"), Permission::Read);
+        assert_eq!(required("Venus.CheckProvable"), Permission::Write);
+        assert_eq!(required("Venus.SimulateWdPoSt"), Permission::Admin);
+        assert_eq!(required("Venus.ProvingRecoverFaults"), Permission::Admin);
         assert_eq!(required("Venus.SomethingNew"), Permission::Admin);
         assert_eq!(required("Other.ListSectors"), Permission::Admin);
     }

@@ -358,6 +358,52 @@ impl PartitionState {
     }
 }
 
+/// An election the miner won: the chain wants a winning PoSt over
+/// `sectors` before `cutoff_unix_ms` (venus-gateway's `ComputeProof` event).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WinningChallenge {
+    /// The elected miner.
+    pub miner: ActorID,
+    /// The epoch of the block the proof is for.
+    pub epoch: Epoch,
+    /// [`Domain::WinningPoStChallengeSeed`] at `epoch` for the miner
+    /// (unmasked: provers take [`post_seed`] of it).
+    pub randomness: [u8; 32],
+    /// The winning PoSt proof type (e.g. `StackedDrgWinning2KiBV1`).
+    pub proof_type: RegisteredPoStProof,
+    /// The challenged sectors, in the order the chain drew them.
+    pub sectors: Vec<SectorOnChain>,
+    /// Unix milliseconds at which the election was announced.
+    pub issued_unix_ms: u64,
+    /// Unix milliseconds after which a proof no longer makes the block.
+    pub cutoff_unix_ms: u64,
+}
+
+/// What became of an election.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlockOutcome {
+    /// Waiting for the proof (before the cutoff).
+    Pending,
+    /// A proof arrived in time and verified: the block is the miner's.
+    Won,
+    /// No valid proof arrived in time.
+    Missed {
+        /// Why: late, invalid, or none at all.
+        reason: String,
+    },
+}
+
+/// One election of a miner and its outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRecord {
+    /// The challenge the miner was sent.
+    pub challenge: WinningChallenge,
+    /// What became of it.
+    pub outcome: BlockOutcome,
+    /// Milliseconds from the announcement to the proof's arrival, when one arrived.
+    pub latency_ms: Option<u64>,
+}
+
 /// The chain, as the manager uses it.
 #[async_trait]
 pub trait Chain: Send + Sync + 'static {
@@ -404,6 +450,21 @@ pub trait Chain: Send + Sync + 'static {
     /// executed, its closed deadlines processed). A receiver that falls
     /// behind sees only the latest head.
     fn head_changes(&self) -> watch::Receiver<Head>;
+
+    /// Elections of `miner` still waiting for a proof (announced at some
+    /// head, cutoff not passed), oldest first. Announced before the head is.
+    async fn open_winning_challenges(&self, miner: ActorID) -> Result<Vec<WinningChallenge>>;
+    /// Hands in the winning PoSt for `miner`'s election at `epoch`. The
+    /// record says whether the block was won; a late or invalid proof
+    /// misses it (an `Ok` record with [`BlockOutcome::Missed`]).
+    async fn submit_winning_post(
+        &self,
+        miner: ActorID,
+        epoch: Epoch,
+        proof: Vec<u8>,
+    ) -> Result<BlockRecord>;
+    /// `miner`'s elections, newest first, at most `limit`.
+    async fn blocks(&self, miner: ActorID, limit: usize) -> Result<Vec<BlockRecord>>;
 
     /// The randomness a deadline's window PoSt is challenged with
     /// ([`Domain::WindowedPoStChallengeSeed`] at its challenge epoch, the

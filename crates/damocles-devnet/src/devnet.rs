@@ -5,8 +5,9 @@
 //! at epoch E executes at E+1; a background ticker executes the messages that
 //! are due (proofs are verified before the write transaction opens), one redb
 //! transaction per message, then ends the deadlines that closed (missed window
-//! PoSts become faults) and announces the head. Writes from async callers run
-//! on blocking threads.
+//! PoSts become faults), holds the epoch's block elections (a winner must
+//! hand in a winning PoSt before a wall-clock cutoff) and announces the head.
+//! Writes and proof checks from async callers run on blocking threads.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -30,8 +31,14 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("devnet_meta");
 const MESSAGES: TableDefinition<u64, &str> = TableDefinition::new("devnet_messages");
 const PENDING: TableDefinition<u64, ()> = TableDefinition::new("devnet_pending");
 const MINERS: TableDefinition<u64, &str> = TableDefinition::new("devnet_miners");
-/// `next_message`: the id the next pushed message gets.
+/// `next_message`: the id the next pushed message gets; `next_election`:
+/// the first epoch whose elections have not been drawn.
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("devnet_counters");
+/// Every election by (miner, epoch): a JSON [`BlockRecord`].
+const BLOCKS: TableDefinition<(u64, i64), &str> = TableDefinition::new("devnet_blocks");
+/// The elections still waiting for a proof, with their cutoff (unix ms), so
+/// the cutoff sweep does not read every record ever drawn.
+const OPEN_BLOCKS: TableDefinition<(u64, i64), u64> = TableDefinition::new("devnet_open_blocks");
 
 /// A miner the devnet creates at start if it does not exist yet.
 #[derive(Clone, Debug)]
@@ -113,6 +120,164 @@ pub fn window_post_proof_for(sector_size: u64) -> Result<RegisteredPoStProof> {
     })
 }
 
+/// The winning PoSt proof of a miner of `sector_size`.
+pub fn winning_post_proof_for(sector_size: u64) -> Result<RegisteredPoStProof> {
+    use RegisteredPoStProof::*;
+    Ok(match sector_size {
+        2048 => StackedDrgWinning2KiBV1,
+        0x80_0000 => StackedDrgWinning8MiBV1,
+        0x2000_0000 => StackedDrgWinning512MiBV1,
+        0x8_0000_0000 => StackedDrgWinning32GiBV1,
+        0x10_0000_0000 => StackedDrgWinning64GiBV1,
+        other => {
+            return Err(ChainError::Invalid(format!(
+                "no winning PoSt proof for sector size {other}"
+            )))
+        }
+    })
+}
+
+/// Whether a miner with `power` of `total` wins an election at `rate`
+/// percent, given the u64 its ElectionProofProduction draw starts with. The
+/// draw is uniform, so it wins with probability rate% × power / total.
+fn wins_election(ticket: u64, rate: u32, power: u64, total: u128) -> bool {
+    if power == 0 || total == 0 {
+        return false;
+    }
+    // rate% of 2^64, times the power share: at most 2^64 × 2^64, no overflow.
+    let scaled = (u128::from(rate.min(100)) << 64) / 100;
+    u128::from(ticket) < scaled * u128::from(power) / total
+}
+
+fn election_ticket(randomness: &[u8; 32]) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&randomness[..8]);
+    u64::from_le_bytes(first)
+}
+
+fn read_block(db: &Database, miner: ActorID, epoch: Epoch) -> Result<Option<BlockRecord>> {
+    let tx = db.begin_read().map_err(storage)?;
+    let blocks = tx.open_table(BLOCKS).map_err(storage)?;
+    let raw = blocks.get((miner, epoch)).map_err(storage)?;
+    raw.map(|r| from_json(r.value())).transpose()
+}
+
+fn cutoff_secs(c: &WinningChallenge) -> u64 {
+    c.cutoff_unix_ms.saturating_sub(c.issued_unix_ms) / 1000
+}
+
+/// Refuses a proof for a block a proof already decided. A record the cutoff
+/// sweep missed has seen no proof yet: a proof that arrived in time (the
+/// sweep ran while it was on its way) is still judged, a late one is told so.
+fn refuse_if_decided(rec: &BlockRecord) -> Result<()> {
+    if rec.latency_ms.is_none() {
+        return Ok(());
+    }
+    let c = &rec.challenge;
+    let what = match &rec.outcome {
+        BlockOutcome::Won => "won".to_string(),
+        BlockOutcome::Missed { reason } => format!("missed ({reason})"),
+        BlockOutcome::Pending => "pending".to_string(),
+    };
+    Err(ChainError::Invalid(format!(
+        "the block of miner t0{} at epoch {} is already decided: {what}; a second winning PoSt changes nothing",
+        c.miner, c.epoch
+    )))
+}
+
+/// `verify_winning_post` over the challenged sectors.
+fn verify_winning_post(c: &WinningChallenge, proof: &[u8]) -> std::result::Result<bool, String> {
+    let replicas: BTreeMap<SectorId, PublicReplicaInfo> = c
+        .sectors
+        .iter()
+        .map(|s| {
+            let info = PublicReplicaInfo::new(c.proof_type, s.comm_r);
+            (SectorId::from(s.number), info)
+        })
+        .collect();
+    let seed = post_seed(c.randomness);
+    let prover = damocles_sector::prover_id(c.miner);
+    let call =
+        std::panic::catch_unwind(|| post::verify_winning_post(&seed, proof, &replicas, prover));
+    match call {
+        Ok(r) => r.map_err(|e| format!("{e:#}")),
+        Err(_) => Err("verify_winning_post panicked".into()),
+    }
+}
+
+/// Judges the winning PoSt for `miner`'s election at `epoch` that arrived at
+/// `arrival` (unix ms), and records the outcome. Blocking (verification and
+/// a redb commit).
+fn judge_winning_post(
+    db: &Database,
+    miner: ActorID,
+    epoch: Epoch,
+    proof: &[u8],
+    arrival: u64,
+) -> Result<BlockRecord> {
+    let rec = read_block(db, miner, epoch)?.ok_or_else(|| {
+        ChainError::Invalid(format!(
+            "miner t0{miner} was not elected at epoch {epoch}: no winning PoSt is due"
+        ))
+    })?;
+    refuse_if_decided(&rec)?;
+    let c = &rec.challenge;
+    let outcome = if arrival > c.cutoff_unix_ms {
+        BlockOutcome::Missed {
+            reason: format!(
+                "winning PoSt arrived {} ms after the cutoff ({} s)",
+                arrival - c.cutoff_unix_ms,
+                cutoff_secs(c)
+            ),
+        }
+    } else {
+        match verify_winning_post(c, proof) {
+            Ok(true) => BlockOutcome::Won,
+            Ok(false) => BlockOutcome::Missed {
+                reason: "invalid winning PoSt: verify_winning_post said no".into(),
+            },
+            Err(e) => BlockOutcome::Missed {
+                reason: format!("invalid winning PoSt: {e}"),
+            },
+        }
+    };
+    let latency_ms = arrival.saturating_sub(c.issued_unix_ms);
+    let tx = db.begin_write().map_err(storage)?;
+    let decided = {
+        let mut blocks = tx.open_table(BLOCKS).map_err(storage)?;
+        let current: BlockRecord = {
+            let raw = blocks.get((miner, epoch)).map_err(storage)?;
+            let raw = raw
+                .ok_or_else(|| ChainError::Storage(format!("block ({miner}, {epoch}) vanished")))?;
+            from_json(raw.value())?
+        };
+        // Another proof may have decided it while this one was verified.
+        refuse_if_decided(&current)?;
+        let decided = BlockRecord {
+            challenge: current.challenge,
+            outcome,
+            latency_ms: Some(latency_ms),
+        };
+        blocks
+            .insert((miner, epoch), to_json(&decided)?.as_str())
+            .map_err(storage)?;
+        tx.open_table(OPEN_BLOCKS)
+            .map_err(storage)?
+            .remove((miner, epoch))
+            .map_err(storage)?;
+        decided
+    };
+    tx.commit().map_err(storage)?;
+    match &decided.outcome {
+        BlockOutcome::Won => info!(miner, epoch, latency_ms, "devnet: block won"),
+        BlockOutcome::Missed { reason } => {
+            warn!(miner, epoch, latency_ms, reason = %reason, "devnet: block missed")
+        }
+        BlockOutcome::Pending => {}
+    }
+    Ok(decided)
+}
+
 impl Devnet {
     /// Opens the devnet in `db`, creating its genesis (at the current time,
     /// with `block_time`) and the listed miners if they do not exist yet.
@@ -136,6 +301,8 @@ impl Devnet {
             tx.open_table(PENDING).map_err(storage)?;
             tx.open_table(MINERS).map_err(storage)?;
             tx.open_table(COUNTERS).map_err(storage)?;
+            tx.open_table(BLOCKS).map_err(storage)?;
+            tx.open_table(OPEN_BLOCKS).map_err(storage)?;
             let existing = meta
                 .get("genesis")
                 .map_err(storage)?
@@ -315,10 +482,25 @@ impl Devnet {
     }
 
     fn advance_to(&self, head: Head) -> Result<usize> {
+        self.advance_at(head, now_ms())
+    }
+
+    /// [`Devnet::advance_to`] with the wall clock at `now` (unix ms), which
+    /// elections are issued at and cutoffs are checked against.
+    fn advance_at(&self, head: Head, now: u64) -> Result<usize> {
         let mut cron_head = self.exec.lock().expect("exec lock");
         let n = self.execute_due(head.epoch)?;
+        self.sweep_blocks(now)?;
         if *cron_head < head.epoch {
-            self.close_deadlines(head.epoch)?;
+            let states = self.close_deadlines(head.epoch)?;
+            // Right after opening, the epochs since the last draw passed
+            // while the devnet was down: only the newest is drawn.
+            let from = if *cron_head == Epoch::MIN {
+                head.epoch
+            } else {
+                *cron_head + 1
+            };
+            self.hold_elections(from, head.epoch, &states, now)?;
             *cron_head = head.epoch;
         }
         self.heads.send_if_modified(|h| {
@@ -331,15 +513,257 @@ impl Devnet {
         Ok(n)
     }
 
-    /// Ends, for every miner, the deadlines that closed by `epoch`.
-    fn close_deadlines(&self, epoch: Epoch) -> Result<()> {
+    /// Ends, for every miner, the deadlines that closed by `epoch`. Returns
+    /// every miner's state after that.
+    fn close_deadlines(&self, epoch: Epoch) -> Result<Vec<MinerState>> {
+        let mut states = Vec::new();
         for actor in self.miner_ids()? {
             let mut state = self.miner_state(actor)?;
             if !self.run_cron(&mut state, epoch).is_empty() {
                 self.store_miner(&state)?;
             }
+            states.push(state);
         }
-        Ok(())
+        Ok(states)
+    }
+
+    /// Draws the elections of the epochs `from..=to` not drawn before, with
+    /// the miners' power in `states`. Epochs that started more than the
+    /// cutoff before `now` are skipped (a block for them could no longer
+    /// make it, and a stalled devnet must not announce a flood); `to`, the
+    /// newest, is always drawn. The epochs and the last one drawn are stored
+    /// in one transaction, so no epoch is drawn twice, across restarts too.
+    fn hold_elections(
+        &self,
+        from: Epoch,
+        to: Epoch,
+        states: &[MinerState],
+        now: u64,
+    ) -> Result<()> {
+        let tx = self.db.begin_write().map_err(storage)?;
+        {
+            let mut counters = tx.open_table(COUNTERS).map_err(storage)?;
+            let next = counters
+                .get("next_election")
+                .map_err(storage)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            let next = Epoch::try_from(next).unwrap_or(Epoch::MAX);
+            if to < next {
+                return Ok(());
+            }
+            let g = self.genesis();
+            let cutoff_ms = self.policy.winning_post_cutoff_secs * 1000;
+            let stale = now.saturating_sub(cutoff_ms).saturating_sub(g.unix_ms);
+            let fresh = stale.div_ceil(g.block_time_ms) as Epoch;
+            let first = from.max(next).max(fresh).min(to);
+            let total: u128 = states.iter().map(|s| u128::from(s.power)).sum();
+            let mut blocks = tx.open_table(BLOCKS).map_err(storage)?;
+            let mut open = tx.open_table(OPEN_BLOCKS).map_err(storage)?;
+            for epoch in first..=to {
+                for state in states {
+                    let Some(rec) = self.elect(state, epoch, total, now) else {
+                        continue;
+                    };
+                    let c = &rec.challenge;
+                    blocks
+                        .insert((c.miner, epoch), to_json(&rec)?.as_str())
+                        .map_err(storage)?;
+                    open.insert((c.miner, epoch), c.cutoff_unix_ms)
+                        .map_err(storage)?;
+                    let sectors: Vec<SectorNumber> = c.sectors.iter().map(|s| s.number).collect();
+                    info!(
+                        miner = c.miner,
+                        epoch,
+                        sectors = ?sectors,
+                        cutoff_secs = self.policy.winning_post_cutoff_secs,
+                        "devnet: miner elected, waiting for its winning PoSt"
+                    );
+                }
+            }
+            counters
+                .insert("next_election", (to + 1).max(0) as u64)
+                .map_err(storage)?;
+        }
+        tx.commit().map_err(storage)
+    }
+
+    /// `state`'s election at `epoch` out of `total` power: the challenge
+    /// when it wins.
+    fn elect(
+        &self,
+        state: &MinerState,
+        epoch: Epoch,
+        total: u128,
+        now: u64,
+    ) -> Option<BlockRecord> {
+        let miner = state.info.actor;
+        let entropy = miner_entropy(miner);
+        let ticket = self.draw(Domain::ElectionProofProduction, epoch, &entropy);
+        let rate = self.policy.election_rate_percent;
+        if !wins_election(election_ticket(&ticket), rate, state.power, total) {
+            return None;
+        }
+        let randomness = self.draw(Domain::WinningPoStChallengeSeed, epoch, &entropy);
+        let active: Vec<&SectorOnChain> = state.sectors.values().filter(|s| !s.faulty).collect();
+        let challenged = winning_post_proof_for(state.info.sector_size).and_then(|proof_type| {
+            let call = std::panic::catch_unwind(|| {
+                post::generate_winning_post_sector_challenge(
+                    proof_type,
+                    &post_seed(randomness),
+                    active.len() as u64,
+                    damocles_sector::prover_id(miner),
+                )
+            });
+            let indexes = match call {
+                Ok(r) => r.map_err(|e| ChainError::Invalid(format!("{e:#}")))?,
+                Err(_) => return Err(ChainError::Invalid("it panicked".into())),
+            };
+            let sectors = indexes
+                .iter()
+                .map(|&i| {
+                    active.get(i as usize).map(|s| (*s).clone()).ok_or_else(|| {
+                        ChainError::Invalid(format!("index {i} of {} active sectors", active.len()))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((proof_type, sectors))
+        });
+        let (proof_type, sectors) = match challenged {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(miner, epoch, error = %e, "devnet: miner elected but its winning PoSt sectors could not be drawn; no block");
+                return None;
+            }
+        };
+        let challenge = WinningChallenge {
+            miner,
+            epoch,
+            randomness,
+            proof_type,
+            sectors,
+            issued_unix_ms: now,
+            cutoff_unix_ms: now + self.policy.winning_post_cutoff_secs * 1000,
+        };
+        Some(BlockRecord {
+            challenge,
+            outcome: BlockOutcome::Pending,
+            latency_ms: None,
+        })
+    }
+
+    /// Elections still waiting for a proof whose cutoff passed by `now`
+    /// (unix ms) are missed.
+    fn sweep_blocks(&self, now: u64) -> Result<()> {
+        let expired: Vec<(u64, i64)> = {
+            let tx = self.db.begin_read().map_err(storage)?;
+            let open = tx.open_table(OPEN_BLOCKS).map_err(storage)?;
+            let mut expired = Vec::new();
+            for entry in open.iter().map_err(storage)? {
+                let (key, cutoff) = entry.map_err(storage)?;
+                if now > cutoff.value() {
+                    expired.push(key.value());
+                }
+            }
+            expired
+        };
+        if expired.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write().map_err(storage)?;
+        {
+            let mut blocks = tx.open_table(BLOCKS).map_err(storage)?;
+            let mut open = tx.open_table(OPEN_BLOCKS).map_err(storage)?;
+            for key in expired {
+                let raw = blocks
+                    .get(key)
+                    .map_err(storage)?
+                    .map(|r| r.value().to_string());
+                open.remove(key).map_err(storage)?;
+                let Some(raw) = raw else { continue };
+                let mut rec: BlockRecord = from_json(&raw)?;
+                if rec.outcome != BlockOutcome::Pending {
+                    continue;
+                }
+                let reason = format!(
+                    "no winning PoSt before the cutoff ({} s)",
+                    cutoff_secs(&rec.challenge)
+                );
+                warn!(miner = key.0, epoch = key.1, reason = %reason, "devnet: block missed");
+                rec.outcome = BlockOutcome::Missed { reason };
+                blocks
+                    .insert(key, to_json(&rec)?.as_str())
+                    .map_err(storage)?;
+            }
+        }
+        tx.commit().map_err(storage)
+    }
+
+    fn ensure_known(&self, miner: ActorID) -> Result<()> {
+        let tx = self.db.begin_read().map_err(storage)?;
+        let miners = tx.open_table(MINERS).map_err(storage)?;
+        match miners.get(miner).map_err(storage)? {
+            Some(_) => Ok(()),
+            None => Err(ChainError::UnknownMiner(miner)),
+        }
+    }
+
+    /// [`Chain::open_winning_challenges`] with the wall clock at `now`.
+    fn open_challenges_at(&self, miner: ActorID, now: u64) -> Result<Vec<WinningChallenge>> {
+        self.ensure_known(miner)?;
+        let tx = self.db.begin_read().map_err(storage)?;
+        let open = tx.open_table(OPEN_BLOCKS).map_err(storage)?;
+        let blocks = tx.open_table(BLOCKS).map_err(storage)?;
+        let mut out = Vec::new();
+        for entry in open
+            .range((miner, Epoch::MIN)..=(miner, Epoch::MAX))
+            .map_err(storage)?
+        {
+            let (key, cutoff) = entry.map_err(storage)?;
+            if now > cutoff.value() {
+                continue;
+            }
+            let Some(raw) = blocks.get(key.value()).map_err(storage)? else {
+                continue;
+            };
+            let rec: BlockRecord = from_json(raw.value())?;
+            if rec.outcome == BlockOutcome::Pending {
+                out.push(rec.challenge);
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Chain::submit_winning_post`] for a proof that arrived at `arrival`
+    /// (unix ms).
+    async fn submit_winning_post_at(
+        &self,
+        miner: ActorID,
+        epoch: Epoch,
+        proof: Vec<u8>,
+        arrival: u64,
+    ) -> Result<BlockRecord> {
+        let db = Arc::clone(&self.db);
+        // Verification is CPU work: keep it off the reactor.
+        tokio::task::spawn_blocking(move || judge_winning_post(&db, miner, epoch, &proof, arrival))
+            .await
+            .map_err(|e| ChainError::Storage(format!("winning PoSt verifier: {e}")))?
+    }
+
+    fn block_records(&self, miner: ActorID, limit: usize) -> Result<Vec<BlockRecord>> {
+        self.ensure_known(miner)?;
+        let tx = self.db.begin_read().map_err(storage)?;
+        let blocks = tx.open_table(BLOCKS).map_err(storage)?;
+        let mut out = Vec::new();
+        for entry in blocks
+            .range((miner, Epoch::MIN)..=(miner, Epoch::MAX))
+            .map_err(storage)?
+            .rev()
+            .take(limit)
+        {
+            out.push(from_json(entry.map_err(storage)?.1.value())?);
+        }
+        Ok(out)
     }
 
     /// Ends `state`'s deadlines that closed by `epoch`, and logs the misses.
@@ -725,6 +1149,24 @@ impl Chain for Devnet {
     fn head_changes(&self) -> watch::Receiver<Head> {
         self.heads.subscribe()
     }
+
+    async fn open_winning_challenges(&self, miner: ActorID) -> Result<Vec<WinningChallenge>> {
+        self.open_challenges_at(miner, now_ms())
+    }
+
+    async fn submit_winning_post(
+        &self,
+        miner: ActorID,
+        epoch: Epoch,
+        proof: Vec<u8>,
+    ) -> Result<BlockRecord> {
+        self.submit_winning_post_at(miner, epoch, proof, now_ms())
+            .await
+    }
+
+    async fn blocks(&self, miner: ActorID, limit: usize) -> Result<Vec<BlockRecord>> {
+        self.block_records(miner, limit)
+    }
 }
 
 /// The head by the wall clock.
@@ -760,24 +1202,50 @@ mod tests {
     /// A devnet whose wall clock stays at epoch 0 (hour-long blocks): the
     /// tests move it with `advance_to`.
     fn devnet() -> (tempfile::TempDir, Devnet) {
+        devnet_with(policy())
+    }
+
+    fn devnet_with(policy: Policy) -> (tempfile::TempDir, Devnet) {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Database::create(dir.path().join("chain.redb")).unwrap());
+        (dir, open_frozen(db, policy))
+    }
+
+    fn open_frozen(db: Arc<Database>, policy: Policy) -> Devnet {
         let miner = DevnetMiner {
             actor: 1000,
             sector_size: 2048,
         };
-        let d = Devnet::open(db, Duration::from_secs(3600), policy(), &[miner]).unwrap();
-        (dir, d)
+        Devnet::open(db, Duration::from_secs(3600), policy, &[miner]).unwrap()
+    }
+
+    /// The same chain opened again, as after a restart.
+    fn reopen(d: Devnet) -> Devnet {
+        let (db, policy) = (Arc::clone(&d.db), d.policy.clone());
+        drop(d);
+        open_frozen(db, policy)
     }
 
     use crate::actor::tests::{partitions, sector};
 
     /// Six genesis sectors: deadline 2 holds {1, 3} {5}, deadline 3 {2, 4} {6}.
     fn proving() -> (tempfile::TempDir, Devnet) {
-        let (dir, d) = devnet();
+        proving_with(policy())
+    }
+
+    fn proving_with(policy: Policy) -> (tempfile::TempDir, Devnet) {
+        let (dir, d) = devnet_with(policy);
         d.add_genesis_sectors(1000, (1..=6).map(sector).collect())
             .unwrap();
         (dir, d)
+    }
+
+    /// A lone miner with power wins every epoch.
+    fn electing() -> Policy {
+        Policy {
+            election_rate_percent: 100,
+            ..policy()
+        }
     }
 
     fn set(v: &[SectorNumber]) -> BTreeSet<SectorNumber> {
@@ -1065,5 +1533,333 @@ mod tests {
             d.draw(Domain::WindowedPoStChallengeSeed, 0, &[]),
             d.draw(Domain::PoStChainCommit, 0, &[])
         );
+    }
+
+    /// The epochs `miner` was elected at, newest first.
+    fn elected(d: &Devnet, miner: ActorID) -> Vec<Epoch> {
+        let blocks = d.block_records(miner, usize::MAX).unwrap();
+        blocks.iter().map(|b| b.challenge.epoch).collect()
+    }
+
+    fn missed_reason(rec: &BlockRecord) -> &str {
+        match &rec.outcome {
+            BlockOutcome::Missed { reason } => reason,
+            other => panic!("not missed: {other:?}"),
+        }
+    }
+
+    fn invalid(e: ChainError) -> String {
+        match e {
+            ChainError::Invalid(m) => m,
+            other => panic!("not Invalid: {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn elections_are_drawn_once_per_epoch_also_across_a_reopen() {
+        let (_dir, d) = proving_with(electing());
+        for epoch in 1..=3 {
+            advance_to(&d, epoch);
+        }
+        assert_eq!(elected(&d, 1000), vec![3, 2, 1], "newest first");
+        let open = d.open_winning_challenges(1000).await.unwrap();
+        assert_eq!(
+            open.iter().map(|c| c.epoch).collect::<Vec<_>>(),
+            vec![1, 2, 3],
+            "oldest first"
+        );
+        let c = &open[0];
+        assert_eq!(c.miner, 1000);
+        assert_eq!(c.proof_type, RegisteredPoStProof::StackedDrgWinning2KiBV1);
+        assert_eq!(
+            c.randomness,
+            d.draw(Domain::WinningPoStChallengeSeed, 1, &miner_entropy(1000))
+        );
+        assert_eq!(c.sectors.len(), 1, "a 2KiB winning PoSt proves one sector");
+        assert!((1..=6).contains(&c.sectors[0].number));
+        assert_eq!(c.cutoff_unix_ms - c.issued_unix_ms, 25_000);
+        let first = d.block_records(1000, 1).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            (first[0].outcome.clone(), first[0].latency_ms),
+            (BlockOutcome::Pending, None)
+        );
+
+        // Epochs passed while running are all drawn, none twice.
+        advance_to(&d, 3);
+        advance_to(&d, 2);
+        advance_to(&d, 5);
+        assert_eq!(elected(&d, 1000), vec![5, 4, 3, 2, 1]);
+
+        // After a restart: nothing drawn again, and the downtime not back-filled.
+        let d = reopen(d);
+        advance_to(&d, 5);
+        assert_eq!(elected(&d, 1000), vec![5, 4, 3, 2, 1]);
+        let d = reopen(d);
+        advance_to(&d, 9);
+        assert_eq!(elected(&d, 1000), vec![9, 5, 4, 3, 2, 1]);
+
+        // A stall longer than the cutoff is not back-filled either.
+        let now = now_ms();
+        let late = now + 12 * 3_600_000;
+        d.advance_at(head_at(d.genesis(), 12), late).unwrap();
+        assert_eq!(elected(&d, 1000)[..2], [12, 9]);
+        assert!(
+            d.open_challenges_at(1000, late)
+                .unwrap()
+                .iter()
+                .map(|c| c.epoch)
+                .eq([12]),
+            "the others' cutoffs passed"
+        );
+
+        // A manager woken by the head change already finds its challenge.
+        let mut heads = d.head_changes();
+        heads.borrow_and_update();
+        std::thread::scope(|s| {
+            let seen = s.spawn(|| {
+                while !heads.has_changed().unwrap() {
+                    std::thread::yield_now();
+                }
+                let head = heads.borrow_and_update().epoch;
+                let open = d.open_challenges_at(1000, late).unwrap();
+                (head, open.last().map(|c| c.epoch))
+            });
+            d.advance_at(head_at(d.genesis(), 13), late).unwrap();
+            assert_eq!(seen.join().unwrap(), (13, Some(13)));
+        });
+        assert!(matches!(
+            d.open_winning_challenges(7).await,
+            Err(ChainError::UnknownMiner(7))
+        ));
+    }
+
+    #[tokio::test]
+    async fn no_elections_without_rate_or_power() {
+        let (_dir, d) = proving_with(Policy {
+            election_rate_percent: 0,
+            ..policy()
+        });
+        for epoch in 1..=5 {
+            advance_to(&d, epoch);
+        }
+        assert!(elected(&d, 1000).is_empty());
+
+        // Miner 1000 has no sectors, 1001 has them all: only 1001 is elected.
+        let (_dir, d) = devnet_with(electing());
+        d.ensure_miner(&DevnetMiner {
+            actor: 1001,
+            sector_size: 2048,
+        })
+        .unwrap();
+        advance_to(&d, 1);
+        assert!(elected(&d, 1000).is_empty());
+        d.add_genesis_sectors(1001, (1..=2).map(sector).collect())
+            .unwrap();
+        advance_to(&d, 2);
+        assert!(elected(&d, 1000).is_empty());
+        assert_eq!(elected(&d, 1001), vec![2]);
+
+        // Power lost to faults wins nothing: by 40 every sector is faulty.
+        let (_dir, d) = proving_with(electing());
+        advance_to(&d, 1);
+        advance_to(&d, 40);
+        assert_eq!(power(&d), 0);
+        assert_eq!(elected(&d, 1000), vec![1]);
+    }
+
+    #[test]
+    fn a_miner_wins_with_the_rate_times_its_power_share() {
+        assert!(wins_election(u64::MAX, 100, 5, 5));
+        assert!(!wins_election(0, 0, 5, 5));
+        assert!(!wins_election(0, 100, 0, 5));
+        // 50 % × half the power: a quarter of the draws.
+        assert!(wins_election((1 << 62) - 1, 50, 1, 2));
+        assert!(!wins_election(1 << 62, 50, 1, 2));
+        assert!(wins_election(
+            u64::MAX / 2,
+            100,
+            u64::MAX,
+            2 * u128::from(u64::MAX)
+        ));
+        let won = (0..2000)
+            .filter(|&e| {
+                let r = randomness::draw(b"net", Domain::ElectionProofProduction, e, &[1]);
+                wins_election(election_ticket(&r), 50, 1, 1)
+            })
+            .count();
+        assert!((850..1150).contains(&won), "{won} of 2000 at 50 %");
+    }
+
+    #[tokio::test]
+    async fn an_election_without_a_proof_is_missed_at_the_cutoff() {
+        let (_dir, d) = proving_with(electing());
+        let now = now_ms();
+        d.advance_at(head_at(d.genesis(), 1), now).unwrap();
+        d.advance_at(head_at(d.genesis(), 1), now + 25_000).unwrap();
+        assert_eq!(d.open_challenges_at(1000, now + 25_000).unwrap().len(), 1);
+        d.advance_at(head_at(d.genesis(), 1), now + 25_001).unwrap();
+        let rec = &d.block_records(1000, 1).unwrap()[0];
+        assert_eq!(
+            missed_reason(rec),
+            "no winning PoSt before the cutoff (25 s)"
+        );
+        assert_eq!(rec.latency_ms, None);
+        assert!(d.open_winning_challenges(1000).await.unwrap().is_empty());
+
+        // A proof after the sweep is told how late it was, once.
+        let rec = d
+            .submit_winning_post_at(1000, 1, vec![1; 192], now + 26_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            missed_reason(&rec),
+            "winning PoSt arrived 1000 ms after the cutoff (25 s)"
+        );
+        assert_eq!(rec.latency_ms, Some(26_000));
+        let again = d.submit_winning_post(1000, 1, vec![1; 192]).await;
+        assert!(invalid(again.unwrap_err()).contains("already decided: missed"));
+    }
+
+    #[tokio::test]
+    async fn late_and_invalid_proofs_miss_the_block_and_decide_it() {
+        let (_dir, d) = proving_with(electing());
+        advance_to(&d, 1);
+        advance_to(&d, 2);
+        let c = d.open_winning_challenges(1000).await.unwrap()[0].clone();
+        let late = c.cutoff_unix_ms + 1500;
+        let rec = d
+            .submit_winning_post_at(1000, 1, vec![0x5a; 192], late)
+            .await
+            .unwrap();
+        assert_eq!(
+            missed_reason(&rec),
+            "winning PoSt arrived 1500 ms after the cutoff (25 s)"
+        );
+        assert_eq!(rec.latency_ms, Some(26_500));
+
+        // Not a proof of the challenged sector (or no parameters to check
+        // it with): either way the block is missed.
+        let rec = d
+            .submit_winning_post(1000, 2, vec![0x5a; 192])
+            .await
+            .unwrap();
+        assert!(
+            missed_reason(&rec).starts_with("invalid winning PoSt"),
+            "{rec:?}"
+        );
+        assert!(rec.latency_ms.is_some());
+        assert_eq!(d.block_records(1000, 1).unwrap(), vec![rec]);
+        assert!(d.open_winning_challenges(1000).await.unwrap().is_empty());
+
+        let e = invalid(d.submit_winning_post(1000, 2, vec![]).await.unwrap_err());
+        assert!(
+            e.contains("already decided: missed (invalid winning PoSt"),
+            "{e}"
+        );
+        let e = invalid(d.submit_winning_post(1000, 99, vec![]).await.unwrap_err());
+        assert!(e.contains("t01000") && e.contains("epoch 99"), "{e}");
+        let e = invalid(d.submit_winning_post(7, 1, vec![]).await.unwrap_err());
+        assert!(e.contains("t07"), "{e}");
+    }
+
+    /// Seals a 2KiB CC sector into `dir`: (comm_r, comm_d, cache, sealed).
+    fn seal_cc_sector(
+        dir: &std::path::Path,
+        miner: ActorID,
+        number: SectorNumber,
+    ) -> ([u8; 32], [u8; 32], std::path::PathBuf, std::path::PathBuf) {
+        use std::io::Read;
+        let proof = RegisteredSealProof::StackedDrg2KiBV1_1;
+        let (staged, sealed, cache) = (dir.join("staged"), dir.join("sealed"), dir.join("cache"));
+        std::fs::create_dir_all(&cache).unwrap();
+        let target = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&staged)
+            .unwrap();
+        let size = filecoin_proofs_api::UnpaddedBytesAmount(2032);
+        let (piece, _) = seal::add_piece(proof, std::io::repeat(0).take(2032), target, size, &[])
+            .expect("add_piece");
+        std::fs::File::create(&sealed).unwrap();
+        let pc1 = seal::seal_pre_commit_phase1(
+            proof,
+            &cache,
+            &staged,
+            &sealed,
+            damocles_sector::prover_id(miner),
+            SectorId::from(number),
+            [7; 32],
+            &[piece],
+        )
+        .expect("pc1");
+        let pc2 = seal::seal_pre_commit_phase2(pc1, &cache, &sealed).expect("pc2");
+        (pc2.comm_r, pc2.comm_d, cache, sealed)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_real_winning_post_wins_the_block_once() {
+        fil_params::configure_process_env();
+        fil_params::ensure(
+            &[fil_params::ParamSet::WinningPost2KiB],
+            &mut fil_params::Quiet,
+        )
+        .expect("winning PoSt parameters");
+        let (dir, d) = devnet_with(electing());
+        let files = dir.path().join("sector");
+        let (comm_r, comm_d, cache, sealed) =
+            tokio::task::spawn_blocking(move || seal_cc_sector(&files, 1000, 1))
+                .await
+                .unwrap();
+        let on_chain = SectorOnChain {
+            comm_r,
+            comm_d,
+            ..sector(1)
+        };
+        d.add_genesis_sectors(1000, vec![on_chain]).unwrap();
+        advance_to(&d, 1);
+        advance_to(&d, 2);
+        let open = d.open_winning_challenges(1000).await.unwrap();
+        assert_eq!(open.len(), 2);
+        let c = open[0].clone();
+        assert_eq!(
+            c.sectors.iter().map(|s| s.number).collect::<Vec<_>>(),
+            vec![1]
+        );
+
+        let replicas = BTreeMap::from([(
+            SectorId::from(1),
+            filecoin_proofs_api::PrivateReplicaInfo::new(c.proof_type, comm_r, cache, sealed),
+        )]);
+        let seed = post_seed(c.randomness);
+        let proof = tokio::task::spawn_blocking(move || {
+            post::generate_winning_post(&seed, &replicas, damocles_sector::prover_id(1000))
+        })
+        .await
+        .unwrap()
+        .expect("winning PoSt");
+        let proof = proof[0].1.clone();
+
+        // Epoch 2's challenge has other randomness: epoch 1's proof misses it.
+        let other = d.submit_winning_post(1000, 2, proof.clone()).await.unwrap();
+        assert!(
+            missed_reason(&other).starts_with("invalid winning PoSt"),
+            "{other:?}"
+        );
+
+        let rec = d.submit_winning_post(1000, 1, proof.clone()).await.unwrap();
+        assert_eq!(rec.outcome, BlockOutcome::Won, "{rec:?}");
+        assert!(rec.latency_ms.unwrap() > 0);
+        assert_eq!(rec.challenge, c);
+        let e = invalid(d.submit_winning_post(1000, 1, proof).await.unwrap_err());
+        assert!(e.contains("already decided: won"), "{e}");
+        let blocks = d.blocks(1000, 10).await.unwrap();
+        assert_eq!(
+            blocks.iter().map(|b| b.challenge.epoch).collect::<Vec<_>>(),
+            vec![2, 1]
+        );
+        assert_eq!(blocks[1], rec);
     }
 }

@@ -11,8 +11,12 @@
 //!   `verify_seal`**, so a wrong proof never makes a sector active. It also
 //!   **demands window PoSt**: each deadline's partitions must be proven while
 //!   it is open (`verify_window_post`), or their sectors turn faulty and lose
-//!   power when it closes. Its state lives in redb tables of the manager's
-//!   database: it survives kill -9.
+//!   power when it closes. It **holds block elections**: each epoch a miner
+//!   with power may be elected (`ElectionRatePercent` × its power share) and
+//!   must hand in a winning PoSt over the sectors the chain challenges
+//!   (`verify_winning_post`) before a wall-clock cutoff, or the block is
+//!   missed. Its state lives in redb tables of the manager's database: it
+//!   survives kill -9.
 
 pub mod actor;
 pub mod devnet;

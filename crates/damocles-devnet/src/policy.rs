@@ -32,6 +32,15 @@ pub struct Policy {
     pub fault_declaration_cutoff: Epoch,
     /// Sector lifetime for new sectors, in epochs.
     pub sector_lifetime: Epoch,
+    /// The chance, in percent, that an epoch has a block winner at all; a
+    /// miner's chance is that times its share of network power (non-faulty
+    /// sectors). 100 elects a lone miner with power every epoch.
+    pub election_rate_percent: u32,
+    /// Wall-clock seconds from an election's announcement until its winning
+    /// PoSt must have arrived (mainnet leaves about 25 s of a 30 s epoch; a
+    /// 2KiB winning PoSt takes about 6 s).
+    #[serde(rename = "WinningPoStCutoffSecs")]
+    pub winning_post_cutoff_secs: u64,
 }
 
 /// The defaults leave room for damocles' default PoSt confidences at 1 s
@@ -51,6 +60,8 @@ impl Default for Policy {
             challenge_lookback: 20,
             fault_declaration_cutoff: 30,
             sector_lifetime: 1_000_000,
+            election_rate_percent: 5,
+            winning_post_cutoff_secs: 25,
         }
     }
 }
@@ -84,6 +95,15 @@ impl Policy {
             if v < 0 {
                 return Err(format!("{key} must be >= 0, got {v}"));
             }
+        }
+        if self.election_rate_percent > 100 {
+            return Err(format!(
+                "ElectionRatePercent must be <= 100, got {}",
+                self.election_rate_percent
+            ));
+        }
+        if self.winning_post_cutoff_secs == 0 {
+            return Err("WinningPoStCutoffSecs must be > 0".into());
         }
         if self.deadlines_per_period == 0 {
             return Err("DeadlinesPerPeriod must be > 0".into());
@@ -164,5 +184,33 @@ mod tests {
             ..Policy::default()
         });
         assert!(e.starts_with("ChallengeWindow"), "{e}");
+        let e = refusal(Policy {
+            election_rate_percent: 101,
+            ..Policy::default()
+        });
+        assert!(e.starts_with("ElectionRatePercent must be <= 100"), "{e}");
+        let e = refusal(Policy {
+            winning_post_cutoff_secs: 0,
+            ..Policy::default()
+        });
+        assert!(e.starts_with("WinningPoStCutoffSecs"), "{e}");
+        Policy {
+            election_rate_percent: 100,
+            ..Policy::default()
+        }
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn election_keys_have_their_config_names() {
+        let v = serde_json::to_value(Policy::default()).unwrap();
+        assert_eq!(v["ElectionRatePercent"], 5);
+        assert_eq!(v["WinningPoStCutoffSecs"], 25);
+        let p: Policy = serde_json::from_str(r#"{"WinningPoStCutoffSecs": 3}"#).unwrap();
+        assert_eq!(
+            (p.winning_post_cutoff_secs, p.election_rate_percent),
+            (3, 5)
+        );
     }
 }

@@ -70,6 +70,11 @@ impl ManagerProcess {
     /// Starts `daemon run` on `home` and waits until it serves (it writes its
     /// URL to `<home>/api`). Its log goes to `<home>/manager-<n>.log`.
     pub fn start(bin: &Path, home: &Path) -> Result<ManagerProcess> {
+        Self::start_with(bin, home, &[])
+    }
+
+    /// [`ManagerProcess::start`] with more `daemon run` flags (`--poster`, `--miner`).
+    pub fn start_with(bin: &Path, home: &Path, flags: &[&str]) -> Result<ManagerProcess> {
         let api = home.join("api");
         let _ = std::fs::remove_file(&api);
         let n = (0..)
@@ -80,6 +85,7 @@ impl ManagerProcess {
             .arg("--home")
             .arg(home)
             .args(["daemon", "run"])
+            .args(flags)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -114,6 +120,11 @@ impl ManagerProcess {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The daemon's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     pub fn log_text(&self) -> String {

@@ -18,6 +18,17 @@
 //! line to the file `TEST_DOUBLE_COUNT` for each task, so a test can count
 //! the attempts.
 //!
+//! `post <window_post|winning_post>`: the real builtin PoSt stage behind the
+//! real consumer, misbehaving as `TEST_DOUBLE_POST_PLAN` says for successive
+//! tasks (counted in the file `TEST_DOUBLE_COUNT`, so across restarts):
+//! a comma list of `hang` (never returns), `sigkill` (SIGKILLs itself half a
+//! second into the task), `corrupt` (a real proof with a flipped byte);
+//! tasks beyond the list are proven honestly.
+//!
+//! `v1-post <window_post|winning_post>`: the builtin PoSt stage behind a
+//! hand-written damocles-era loop (ready line, `{"id","task"}` in,
+//! `{"id","err_msg","output"}` out, no negotiation).
+//!
 //! Hand-written modes (raw lines, to misbehave below the consumer): `v1-strict`,
 //! `garbage`, `wrong-ready`, `exit-at-start`, `silent`, `reverse`,
 //! `crash-after-ready`, `mute` (reads requests, never answers).
@@ -28,7 +39,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vc_processors::builtin::BuiltinProcessor;
-use vc_processors::tasks::{PC1, PC2};
+use vc_processors::tasks::{WindowPoSt, WinningPoSt, PC1, PC2};
 use vc_processors::{run_consumer, Ctx, Processor, Task};
 
 #[derive(Serialize, Deserialize)]
@@ -106,6 +117,87 @@ where
     })
 }
 
+/// The builtin PoSt stage `T`, misbehaving as `TEST_DOUBLE_POST_PLAN` says.
+fn post<T>() -> anyhow::Result<()>
+where
+    T: Task,
+    BuiltinProcessor: Processor<T>,
+    T::Output: Serialize + serde::de::DeserializeOwned,
+{
+    let plan: Vec<String> = std::env::var("TEST_DOUBLE_POST_PLAN")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    run_consumer::<T, _>(move |task: T, ctx: &Ctx| {
+        let n = attempts_so_far();
+        count_attempt();
+        match plan.get(n).map(String::as_str) {
+            Some("hang") => loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            },
+            Some("sigkill") => {
+                std::thread::sleep(Duration::from_millis(500));
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &std::process::id().to_string()])
+                    .status();
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
+            Some("corrupt") => {
+                let out = BuiltinProcessor::default().process(task, ctx)?;
+                // Flip one byte of the first proof, keeping the wire shape.
+                let mut v = serde_json::to_value(&out)?;
+                if let Some(Value::String(p)) = v.pointer_mut("/proofs/0") {
+                    use base64::Engine as _;
+                    let b64 = base64::engine::general_purpose::STANDARD;
+                    let mut bytes = b64.decode(p.as_bytes())?;
+                    bytes[10] ^= 0xff;
+                    *p = b64.encode(bytes);
+                }
+                Ok(serde_json::from_value(v)?)
+            }
+            _ => BuiltinProcessor::default().process(task, ctx),
+        }
+    })
+}
+
+/// The builtin PoSt stage `T` behind a damocles-era v1 loop.
+fn v1_post<T>() -> anyhow::Result<()>
+where
+    T: Task + serde::de::DeserializeOwned,
+    BuiltinProcessor: Processor<T>,
+    T::Output: Serialize,
+{
+    out(&format!("{} processor ready", T::STAGE));
+    for line in std::io::stdin().lock().lines() {
+        let v: Value = serde_json::from_str(&line?)?;
+        count_attempt();
+        let reply = match serde_json::from_value::<T>(v["task"].clone()) {
+            Ok(task) => match BuiltinProcessor::default().process(task, &Ctx::detached()) {
+                Ok(o) => serde_json::json!({"id": v["id"], "err_msg": null, "output": o}),
+                Err(e) => {
+                    serde_json::json!({"id": v["id"], "err_msg": format!("{e:#}"), "output": null})
+                }
+            },
+            Err(e) => {
+                serde_json::json!({"id": v["id"], "err_msg": format!("bad task: {e}"), "output": null})
+            }
+        };
+        out(&reply.to_string());
+    }
+    Ok(())
+}
+
+fn attempts_so_far() -> usize {
+    std::env::var_os("TEST_DOUBLE_COUNT")
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
 /// Appends a line to `TEST_DOUBLE_COUNT`, if set: one per task received.
 fn count_attempt() {
     if let Some(file) = std::env::var_os("TEST_DOUBLE_COUNT") {
@@ -153,6 +245,20 @@ fn main() -> anyhow::Result<()> {
             }
         }
         "failing-pc1" => return failing_pc1(&std::env::args().nth(2).unwrap_or_default()),
+        "post" => {
+            return match std::env::args().nth(2).as_deref() {
+                Some("window_post") => post::<WindowPoSt>(),
+                Some("winning_post") => post::<WinningPoSt>(),
+                other => anyhow::bail!("post: no stage {other:?}"),
+            }
+        }
+        "v1-post" => {
+            return match std::env::args().nth(2).as_deref() {
+                Some("window_post") => v1_post::<WindowPoSt>(),
+                Some("winning_post") => v1_post::<WinningPoSt>(),
+                other => anyhow::bail!("v1-post: no stage {other:?}"),
+            }
+        }
         "v1-failing-pc1" => out("pc1 processor ready"),
         "exit-at-start" => std::process::exit(7),
         "silent" => {

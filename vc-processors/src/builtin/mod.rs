@@ -315,6 +315,8 @@ fn window_post(t: &WindowPoSt) -> Result<WindowPoStOutput> {
         .iter()
         .filter(|r| !replica_files_present(r, size))
         .map(|r| u64::from(r.sector_id))
+        .collect::<std::collections::BTreeSet<u64>>()
+        .into_iter()
         .collect();
     if !faults.is_empty() {
         tracing::warn!(
@@ -361,25 +363,35 @@ fn private_replicas(
     if replicas.is_empty() {
         return Err(permanent(anyhow!("no replicas given")));
     }
-    let mut out = BTreeMap::new();
+    // A sector may be listed more than once: damocles' poster stands the
+    // first good sector in for each skipped one. The copies must agree.
+    let mut seen: BTreeMap<SectorId, &PoStReplicaInfo> = BTreeMap::new();
     for r in replicas {
-        let prev = out.insert(
-            r.sector_id,
-            PrivateReplicaInfo::new(
+        match seen.get(&r.sector_id) {
+            None => {
+                seen.insert(r.sector_id, r);
+            }
+            Some(first) if *first == r => {}
+            Some(_) => {
+                return Err(permanent(anyhow!(
+                    "sector {} is listed twice with different comm_r or paths",
+                    u64::from(r.sector_id)
+                )))
+            }
+        }
+    }
+    Ok(seen
+        .into_iter()
+        .map(|(id, r)| {
+            let info = PrivateReplicaInfo::new(
                 proof_type,
                 r.comm_r,
                 r.cache_dir.clone(),
                 r.sealed_file.clone(),
-            ),
-        );
-        if prev.is_some() {
-            return Err(permanent(anyhow!(
-                "sector {} is listed twice",
-                u64::from(r.sector_id)
-            )));
-        }
-    }
-    Ok(out)
+            );
+            (id, info)
+        })
+        .collect())
 }
 
 /// Adds how to get parameters to a "no parameters" error.

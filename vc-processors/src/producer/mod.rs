@@ -206,6 +206,18 @@ impl Producer {
 
     /// Runs `task` in the child and decodes its output.
     pub async fn process<T: Task>(&self, task: &T) -> Result<T::Output, ProcessorError> {
+        self.process_within(task, self.inner.cfg.request_timeout)
+            .await
+    }
+
+    /// [`Producer::process`] with this request's own time limit instead of
+    /// the configured one (a PoSt must be done before its deadline closes,
+    /// however long that leaves); `None` waits for as long as it takes.
+    pub async fn process_within<T: Task>(
+        &self,
+        task: &T,
+        limit: Option<Duration>,
+    ) -> Result<T::Output, ProcessorError> {
         let stage = &self.inner.cfg.stage;
         if T::STAGE != stage {
             return Err(ProcessorError::Encode {
@@ -217,7 +229,7 @@ impl Producer {
             stage: stage.clone(),
             detail: e.to_string(),
         })?;
-        let raw = self.process_raw(&task).await?;
+        let raw = self.process_raw_within(&task, limit).await?;
         serde_json::from_str(raw.get()).map_err(|e| ProcessorError::Protocol {
             stage: stage.clone(),
             detail: format!(
@@ -229,13 +241,21 @@ impl Producer {
 
     /// Runs a task given as JSON and returns the output JSON undecoded.
     pub async fn process_raw(&self, task: &RawValue) -> Result<Box<RawValue>, ProcessorError> {
+        self.process_raw_within(task, self.inner.cfg.request_timeout)
+            .await
+    }
+
+    async fn process_raw_within(
+        &self,
+        task: &RawValue,
+        request_timeout: Option<Duration>,
+    ) -> Result<Box<RawValue>, ProcessorError> {
         let cfg = &self.inner.cfg;
         let started = Instant::now();
-        let link = self.wait_for_link(started).await?;
+        let link = self.wait_for_link(started, request_timeout).await?;
 
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let timeout_ms = cfg
-            .request_timeout
+        let timeout_ms = request_timeout
             .filter(|_| link.v2_has(features::DEADLINE))
             .map(|t| t.saturating_sub(started.elapsed()).as_millis() as u64);
         let mut line = serde_json::to_vec(&Request {
@@ -265,7 +285,7 @@ impl Producer {
             });
         }
 
-        let answer = match cfg.request_timeout {
+        let answer = match request_timeout {
             None => rx.await,
             Some(limit) => {
                 match tokio::time::timeout(limit.saturating_sub(started.elapsed()), rx).await {
@@ -320,7 +340,11 @@ impl Producer {
         }
     }
 
-    async fn wait_for_link(&self, started: Instant) -> Result<Arc<ChildLink>, ProcessorError> {
+    async fn wait_for_link(
+        &self,
+        started: Instant,
+        request_timeout: Option<Duration>,
+    ) -> Result<Arc<ChildLink>, ProcessorError> {
         let mut rx = self.inner.link.subscribe();
         let stage = &self.inner.cfg.stage;
         loop {
@@ -334,7 +358,7 @@ impl Producer {
                 }
                 LinkState::Restarting => {}
             }
-            let changed = match self.inner.cfg.request_timeout {
+            let changed = match request_timeout {
                 None => rx.changed().await.is_ok(),
                 Some(limit) => match tokio::time::timeout(
                     limit.saturating_sub(started.elapsed()),

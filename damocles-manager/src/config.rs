@@ -49,6 +49,8 @@ pub struct ProvingConfig {
     /// The checks of one partition; sectors not checked by then are skipped.
     #[serde(with = "humantime_serde")]
     pub partition_check_timeout: Duration,
+    /// `[Common.Proving.WorkerProver]`: window PoSt jobs for workers.
+    pub worker_prover: WorkerProverConfig,
 }
 
 impl Default for ProvingConfig {
@@ -57,7 +59,52 @@ impl Default for ProvingConfig {
             parallel_check_limit: 128,
             single_check_timeout: Duration::from_secs(600),
             partition_check_timeout: Duration::from_secs(1200),
+            worker_prover: WorkerProverConfig::default(),
         }
+    }
+}
+
+/// `[Common.Proving.WorkerProver]` (`daemon run --worker-prover`): the
+/// window PoSt job queue that workers with `plan = "wdpost"` serve.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct WorkerProverConfig {
+    /// Times a job is handed out before its failure stands (`wdpost reset`
+    /// hands it out again).
+    pub job_max_try: u32,
+    /// A running job whose worker sent no heartbeat for this long fails.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
+    /// Finished jobs are deleted this long after they were queued.
+    #[serde(with = "humantime_serde")]
+    pub job_lifetime: Duration,
+}
+
+impl Default for WorkerProverConfig {
+    fn default() -> Self {
+        WorkerProverConfig {
+            job_max_try: 2,
+            heartbeat_timeout: Duration::from_secs(15),
+            job_lifetime: Duration::from_secs(25 * 3600),
+        }
+    }
+}
+
+impl WorkerProverConfig {
+    fn validate(&self) -> Result<()> {
+        if self.job_max_try == 0 {
+            bail!("key Common.Proving.WorkerProver.JobMaxTry: 0 would never hand a job out; use 1 or more");
+        }
+        if self.heartbeat_timeout <= Duration::from_secs(3) {
+            bail!(
+                "key Common.Proving.WorkerProver.HeartbeatTimeout ({:?}): workers send a heartbeat every 3 s, so a timeout of 3 s or less fails live jobs",
+                self.heartbeat_timeout
+            );
+        }
+        if self.job_lifetime.is_zero() {
+            bail!("key Common.Proving.WorkerProver.JobLifetime: must be more than 0");
+        }
+        Ok(())
     }
 }
 
@@ -527,6 +574,7 @@ impl ManagerConfig {
         for (i, m) in self.miners.iter().enumerate() {
             self.check_post_fits(i, &m.post)?;
         }
+        self.common.proving.worker_prover.validate()?;
         Ok(())
     }
 
@@ -643,6 +691,13 @@ Weight = 1
 ParallelCheckLimit = 128
 SingleCheckTimeout = "10m"
 PartitionCheckTimeout = "20m"
+
+# Window PoSt jobs for workers with plan = "wdpost" (`daemon run --worker-prover`):
+# tries per job, heartbeat timeout of a running job, how long finished jobs are kept.
+[Common.Proving.WorkerProver]
+JobMaxTry = 2
+HeartbeatTimeout = "15s"
+JobLifetime = "25h"
 
 [[Miners]]
 Actor = {miner}

@@ -18,12 +18,14 @@ use crate::home::{write_private, Home};
 use crate::metrics::Metrics;
 use crate::post::api::ProvingRpc;
 use crate::post::checks::{Checker, Locator};
+use crate::post::jobs::{Jobs, JobsRpc};
 use crate::post::prover::Prover;
 use crate::post::Proving;
 use crate::sealer::Sealer;
 use crate::server;
 use crate::stores::{load_plugins, PieceStores, Stores};
 use damocles_api::proving::ProvingApiServer;
+use damocles_api::wdpost::WdPoStApiServer;
 use damocles_gate::{Access, Tokens};
 
 pub struct InitOptions {
@@ -38,6 +40,8 @@ pub struct InitOptions {
     /// CC sectors to seal into the store and make active at the devnet's
     /// genesis ([`crate::preseal`]); 0 for none.
     pub pre_seal: u64,
+    /// A config file to start from instead of the template.
+    pub config: Option<PathBuf>,
     /// `[Devnet.Policy]` keys to set before the genesis is made, as
     /// `Key=Value` (e.g. `DeadlinesPerPeriod=4`).
     pub policy: Vec<String>,
@@ -45,6 +49,9 @@ pub struct InitOptions {
 
 /// Sets `Key = Value` lines of the template's `[Devnet.Policy]` section.
 fn set_policy(text: &str, sets: &[String]) -> Result<String> {
+    if sets.is_empty() {
+        return Ok(text.to_string());
+    }
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let start = lines
         .iter()
@@ -79,23 +86,41 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<()> {
             cfg_path.display()
         );
     }
-    let store = match &opts.store {
-        Some(s) => std::path::absolute(s)?,
-        None => home.path().join("store-1"),
+    let text = match &opts.config {
+        Some(from) => std::fs::read_to_string(from)
+            .with_context(|| format!("--config: read {}", from.display()))?,
+        None => {
+            let store = match &opts.store {
+                Some(s) => std::path::absolute(s)?,
+                None => home.path().join("store-1"),
+            };
+            std::fs::create_dir_all(&store)
+                .with_context(|| format!("create persist store {}", store.display()))?;
+            config::default_file(&config::InitValues {
+                miner: opts.miner,
+                store: &store,
+                listen: &opts.listen,
+                block_time: &opts.block_time,
+                seed_delay: opts.seed_delay,
+            })
+        }
     };
-    std::fs::create_dir_all(&store)
-        .with_context(|| format!("create persist store {}", store.display()))?;
-    let text = config::default_file(&config::InitValues {
-        miner: opts.miner,
-        store: &store,
-        listen: &opts.listen,
-        block_time: &opts.block_time,
-        seed_delay: opts.seed_delay,
-    });
     let text = set_policy(&text, &opts.policy)?;
-    let cfg = config::parse(&text)
-        .context("the config these options make does not load")?
-        .config;
+    let cfg = match &opts.config {
+        Some(from) => {
+            let loaded =
+                config::parse(&text).with_context(|| format!("--config {}", from.display()))?;
+            if let Some(key) = loaded.unknown_keys.first() {
+                bail!("--config {}: unknown key {key}", from.display());
+            }
+            loaded.config
+        }
+        None => {
+            config::parse(&text)
+                .context("the config these options make does not load")?
+                .config
+        }
+    };
     // Before the config: a failure here leaves nothing that blocks a retry.
     let db = Db::create(&home.database())?;
     if opts.pre_seal > 0 {
@@ -123,7 +148,18 @@ pub fn init(home: &Home, opts: &InitOptions) -> Result<()> {
     println!("  config:      {}", cfg_path.display());
     println!("  database:    {}", home.database().display());
     println!("  admin token: {}", home.token().display());
-    println!("  persist store \"store-1\": {}", store.display());
+    for st in &cfg.common.persist_stores {
+        let kind = if st.plugin_name.is_empty() {
+            "directory"
+        } else {
+            st.plugin_name.as_str()
+        };
+        println!(
+            "  persist store {:?} ({kind}): {}",
+            st.instance_name(),
+            st.path.display()
+        );
+    }
     if opts.pre_seal > 0 {
         println!(
             "  pre-sealed:  {} sector(s), active at the devnet's genesis",
@@ -145,6 +181,8 @@ pub struct RunOptions {
     pub miner: bool,
     /// PoSt through `ext-prover.cfg`'s child processes.
     pub ext_prover: bool,
+    /// Window PoSt as jobs for workers (`Venus.WdPoSt*`).
+    pub worker_prover: bool,
     /// With `miner`: one winning PoSt at start.
     pub warmup: bool,
 }
@@ -190,8 +228,22 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         warn!(set = ?params, "proof parameters missing: prove-commits cannot be verified until `fil-params generate` has run");
     }
 
+    if opts.ext_prover && opts.worker_prover {
+        bail!("--ext-prover and --worker-prover are mutually exclusive: window PoSt runs in ext-prover children or on workers, not both");
+    }
     let (window_prover, winning_prover) = provers(home, opts.ext_prover).await?;
     let db = Db::open(&home.database())?;
+    let jobs = opts
+        .worker_prover
+        .then(|| Jobs::new(db.clone(), cfg.common.proving.worker_prover.clone()));
+    let window_prover = match &jobs {
+        Some(jobs) => {
+            let p = Prover::workers(Arc::clone(jobs));
+            crate::post::prover::log_choice(&p);
+            p
+        }
+        None => window_prover,
+    };
     spawn_worker_sweep(db.clone());
     let miners: Vec<DevnetMiner> = cfg
         .miners
@@ -224,10 +276,16 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         });
     }
 
+    // Copies a killed manager left behind are of proofs that are long gone.
+    if home.post_fetch().exists() {
+        if let Err(e) = std::fs::remove_dir_all(home.post_fetch()) {
+            warn!(path = %home.post_fetch().display(), error = %e, "cannot clear the PoSt fetch dir");
+        }
+    }
     let proving = Arc::new(Proving {
         chain: devnet.clone(),
         checker: Checker::new(
-            Locator::new(db.clone(), Arc::new(stores.clone())),
+            Locator::new(db.clone(), Arc::new(stores.clone()), home.post_fetch()),
             cfg.common.proving.clone(),
         ),
         window_prover: Arc::new(window_prover),
@@ -244,6 +302,16 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
     );
     let mut methods = SealerApiServer::into_rpc(sealer.clone());
     methods.merge(ManagerCliApiServer::into_rpc(sealer))?;
+    if let Some(jobs) = &jobs {
+        methods.merge(WdPoStApiServer::into_rpc(JobsRpc {
+            jobs: Arc::clone(jobs),
+        }))?;
+        let devnet = Arc::clone(&devnet);
+        jobs.spawn_loops(move || {
+            let devnet = Arc::clone(&devnet);
+            async move { Some(devnet.head_now().epoch) }
+        });
+    }
     methods.merge(ProvingApiServer::into_rpc(ProvingRpc::new(
         Arc::clone(&proving),
         cfg.clone(),
@@ -325,13 +393,19 @@ async fn provers(home: &Home, ext: bool) -> Result<(Prover, Prover)> {
             .map(|(_, c)| c.clone())
             .collect()
     };
+    let snark_cmds = of(PoStKind::Snark);
+    let snark = if snark_cmds.is_empty() {
+        None
+    } else {
+        Some(Prover::spawn_snark(&snark_cmds).await?)
+    };
     let mut out = Vec::new();
     for kind in [PoStKind::Window, PoStKind::Winning] {
         let cmds = of(kind);
-        let p = if cmds.is_empty() {
-            Prover::builtin(kind)
-        } else {
-            Prover::spawn_ext(kind, &cmds).await?
+        let p = match (&snark, cmds.is_empty()) {
+            (_, false) => Prover::spawn_ext(kind, &cmds).await?,
+            (Some(children), true) => Prover::split(kind, Arc::clone(children)),
+            (None, true) => Prover::builtin(kind),
         };
         crate::post::prover::log_choice(&p);
         out.push(p);
@@ -339,7 +413,7 @@ async fn provers(home: &Home, ext: bool) -> Result<(Prover, Prover)> {
     let winning = out.pop().expect("two provers");
     let window = out.pop().expect("two provers");
     if entries.is_empty() {
-        warn!(file = %path.display(), "--ext-prover: the file has no [[WdPost]] or [[WinPost]] entry; PoSt runs in process");
+        warn!(file = %path.display(), "--ext-prover: the file has no [[WdPost]], [[WinPost]] or [[PostSnark]] entry; PoSt runs in process");
     }
     Ok((window, winning))
 }

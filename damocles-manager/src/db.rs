@@ -35,6 +35,8 @@ const WORKERS: TableDefinition<&str, &str> = TableDefinition::new("workers");
 /// Window PoSt messages sent, by (miner, deadline open epoch, first
 /// partition): what a restarted poster must not send again.
 const POST_SENT: TableDefinition<(u64, i64, u64), &str> = TableDefinition::new("post_messages");
+/// Window PoSt jobs for worker-provers: job id -> JSON record (`post::jobs`).
+pub const WDPOST_JOBS: TableDefinition<&str, &str> = TableDefinition::new("wdpost_jobs");
 /// Holds [`INITIALIZED`], written by `daemon init` only.
 const META: TableDefinition<&str, &str> = TableDefinition::new("manager_meta");
 const INITIALIZED: &str = "initialized_at";
@@ -240,6 +242,7 @@ fn ensure_tables(db: &Database, path: &Path) -> std::result::Result<(), OpenErro
     tx.open_table(RESERVATIONS).at(path)?;
     tx.open_table(WORKERS).at(path)?;
     tx.open_table(POST_SENT).at(path)?;
+    tx.open_table(WDPOST_JOBS).at(path)?;
     tx.commit().at(path)
 }
 
@@ -783,6 +786,45 @@ impl Db {
             }
         }
         Ok(tx.commit()?)
+    }
+}
+
+impl Db {
+    /// Runs `f` on the window PoSt job table in one write transaction,
+    /// committed only when `f` succeeds.
+    pub fn update_wdpost_jobs<R, E>(
+        &self,
+        f: impl FnOnce(&mut Table<&str, &str>) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E>
+    where
+        E: From<DbError>,
+    {
+        let tx = self.db.begin_write().map_err(DbError::from)?;
+        let r = {
+            let mut t = tx.open_table(WDPOST_JOBS).map_err(DbError::from)?;
+            f(&mut t)?
+        };
+        tx.commit().map_err(DbError::from)?;
+        Ok(r)
+    }
+
+    /// One window PoSt job record, raw.
+    pub fn wdpost_job(&self, id: &str) -> Result<Option<String>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(WDPOST_JOBS)?;
+        Ok(t.get(id)?.map(|v| v.value().to_string()))
+    }
+
+    /// Every window PoSt job record, raw.
+    pub fn wdpost_jobs(&self) -> Result<Vec<(String, String)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(WDPOST_JOBS)?;
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            let (k, v) = entry?;
+            out.push((k.value().to_string(), v.value().to_string()));
+        }
+        Ok(out)
     }
 }
 

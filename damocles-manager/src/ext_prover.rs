@@ -11,7 +11,14 @@
 //! ReadyTimeoutSecs = 5                 # wait for the ready line (0 means 5)
 //!
 //! [[WinPost]]
+//!
+//! [[PostSnark]]                        # the SNARK half of both kinds (see below)
 //! ```
+//!
+//! `[[PostSnark]]` children (no Bin: `damocles-worker processor post_snark`)
+//! split a PoSt: the manager computes the vanilla proofs, near the sector
+//! files, and a child turns them into the SNARK, reading no sector file. A
+//! kind with its own `[[WdPost]]` / `[[WinPost]]` entries uses those.
 //!
 //! Unlike damocles, a key this file does not know stops the daemon, naming
 //! it: a misspelt `Concurent` would otherwise silently run one request at a
@@ -35,6 +42,8 @@ pub struct ExtProvers {
     pub wd_post: Vec<ExtProverEntry>,
     /// Winning PoSt provers.
     pub win_post: Vec<ExtProverEntry>,
+    /// SNARK-only provers of a split PoSt (either kind).
+    pub post_snark: Vec<ExtProverEntry>,
 }
 
 /// One child process.
@@ -54,6 +63,8 @@ pub struct ExtProverEntry {
 pub enum PoStKind {
     Window,
     Winning,
+    /// The SNARK half of a split PoSt of either kind.
+    Snark,
 }
 
 impl PoStKind {
@@ -62,6 +73,7 @@ impl PoStKind {
         match self {
             PoStKind::Window => "WdPost",
             PoStKind::Winning => "WinPost",
+            PoStKind::Snark => "PostSnark",
         }
     }
 
@@ -70,6 +82,7 @@ impl PoStKind {
         match self {
             PoStKind::Window => damocles_sector::Stage::WindowPost.as_str(),
             PoStKind::Winning => damocles_sector::Stage::WinningPost.as_str(),
+            PoStKind::Snark => damocles_sector::Stage::PostSnark.as_str(),
         }
     }
 }
@@ -115,7 +128,7 @@ impl ExtProvers {
     pub fn parse(text: &str) -> Result<ExtProvers> {
         let loaded = damocles_config::parse::<ExtProvers>(text)?;
         if let Some(key) = loaded.unknown_keys.first() {
-            bail!("key {key}: not a key of {FILE_NAME} (Bin, Args, Envs, Concurrent, Weight, ReadyTimeoutSecs under [[WdPost]] or [[WinPost]])");
+            bail!("key {key}: not a key of {FILE_NAME} (Bin, Args, Envs, Concurrent, Weight, ReadyTimeoutSecs under [[WdPost]], [[WinPost]] or [[PostSnark]])");
         }
         Ok(loaded.config)
     }
@@ -132,6 +145,7 @@ impl ExtProvers {
         for (kind, entries) in [
             (PoStKind::Window, &provers.wd_post),
             (PoStKind::Winning, &provers.win_post),
+            (PoStKind::Snark, &provers.post_snark),
         ] {
             for (i, entry) in entries.iter().enumerate() {
                 let cmd = entry.resolve(kind, default_dir);
@@ -193,7 +207,12 @@ pub fn default_file() -> String {
          # Weight = 1\n\
          # ReadyTimeoutSecs = 5\n\
          #\n\
-         # [[WinPost]]\n"
+         # [[WinPost]]\n\
+         #\n\
+         # The SNARK half only (no Bin: `damocles-worker processor post_snark`): the\n\
+         # manager computes the vanilla proofs; a kind with no entry of its own above\n\
+         # then runs split.\n\
+         # [[PostSnark]]\n"
     )
 }
 

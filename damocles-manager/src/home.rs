@@ -49,6 +49,10 @@ impl Home {
     pub fn database(&self) -> PathBuf {
         self.0.join("data").join("manager.redb")
     }
+    /// Where PoSt fetches the files of sectors in plugin stores; emptied at start.
+    pub fn post_fetch(&self) -> PathBuf {
+        self.0.join("post-fetch")
+    }
 
     pub fn read_token(&self) -> Result<String> {
         let p = self.token();

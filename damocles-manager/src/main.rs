@@ -13,6 +13,7 @@ use damocles_gate::Tokens;
 use damocles_manager::daemon::{self, InitOptions, RunOptions};
 use damocles_manager::home::Home;
 mod proving_cli;
+mod wdpost_cli;
 
 use jsonrpsee::http_client::{HeaderMap, HeaderValue, HttpClient, HttpClientBuilder};
 
@@ -78,12 +79,20 @@ enum DaemonCmd {
         /// Devnet epochs between a precommit and its seed (Devnet.Policy.SeedDelay).
         #[arg(long, default_value_t = 5)]
         seed_delay: i64,
-        /// Seal N committed-capacity 2KiB sectors now (add_pieces, tree_d,
-        /// PC1, PC2; no C1/C2), put them in the persist store, and make them
-        /// active at the devnet's genesis and finalized in the manager, as
-        /// `lotus-seed pre-seal` does. Their ticket is fixed. 2KiB only.
+        /// Seal N committed-capacity sectors of Devnet.SectorSize (2KiB or
+        /// 8MiB) now (add_pieces, tree_d, PC1, PC2; no C1/C2), put them in
+        /// the first persist store, and make them active at the devnet's
+        /// genesis and finalized in the manager, as `lotus-seed pre-seal`
+        /// does. Their ticket is fixed.
         #[arg(long, value_name = "N", default_value_t = 0)]
         pre_seal: u64,
+        /// Start from this sector-manager.cfg instead of the commented
+        /// template (e.g. one whose first persist store is an S3 plugin
+        /// store, for --pre-seal to write into); it is checked before
+        /// anything is made. Not with --miner, --store, --listen,
+        /// --block-time or --seed-delay, which fill the template.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["miner", "store", "listen", "block_time", "seed_delay"])]
+        config: Option<PathBuf>,
         /// Set a [Devnet.Policy] key before the genesis is made, e.g.
         /// `--policy DeadlinesPerPeriod=4` (repeatable). Deadline keys
         /// cannot change once sectors are assigned to deadlines.
@@ -108,6 +117,11 @@ enum DaemonCmd {
         /// with no entry stays in process.
         #[arg(long)]
         ext_prover: bool,
+        /// Queue window PoSt as jobs for workers with plan = "wdpost"
+        /// (Venus.WdPoSt*, [Common.Proving.WorkerProver]); winning PoSt
+        /// stays in process. Not with --ext-prover.
+        #[arg(long, conflicts_with = "ext_prover")]
+        worker_prover: bool,
         /// With --miner: prove one sector at start so that the first
         /// election finds the parameters loaded; a failure stops the start.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
@@ -151,6 +165,20 @@ enum UtilCmd {
     Auth {
         #[command(subcommand)]
         cmd: AuthCmd,
+    },
+    /// Workers.
+    Worker {
+        #[command(subcommand)]
+        cmd: WorkerCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkerCmd {
+    /// Window PoSt jobs of worker-provers (`daemon run --worker-prover`).
+    Wdpost {
+        #[command(subcommand)]
+        cmd: wdpost_cli::WdPostCmd,
     },
 }
 
@@ -271,6 +299,7 @@ async fn dispatch(home: Home, cmd: Cmd) -> Result<()> {
                     block_time,
                     seed_delay,
                     pre_seal,
+                    config,
                     policy,
                 },
         } => daemon::init(
@@ -282,6 +311,7 @@ async fn dispatch(home: Home, cmd: Cmd) -> Result<()> {
                 block_time,
                 seed_delay,
                 pre_seal,
+                config,
                 policy,
             },
         ),
@@ -292,6 +322,7 @@ async fn dispatch(home: Home, cmd: Cmd) -> Result<()> {
                     poster,
                     miner,
                     ext_prover,
+                    worker_prover,
                     warmup,
                 },
         } => {
@@ -302,6 +333,7 @@ async fn dispatch(home: Home, cmd: Cmd) -> Result<()> {
                     poster,
                     miner,
                     ext_prover,
+                    worker_prover,
                     warmup,
                 },
             )
@@ -433,6 +465,9 @@ async fn run_util(home: Home, util: Util) -> Result<()> {
         UtilCmd::Sealer {
             cmd: SealerCmd::Proving(p),
         } => proving_cli::run(&c, p, util.json).await?,
+        UtilCmd::Worker {
+            cmd: WorkerCmd::Wdpost { cmd },
+        } => wdpost_cli::run(&c, cmd, util.json).await?,
         UtilCmd::Storage {
             cmd: StorageCmd::List,
         } => {

@@ -39,6 +39,14 @@ pub struct PoStLabels {
     pub prover: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FetchLabels {
+    /// `window` or `winning`.
+    pub kind: String,
+    /// The persist store read from.
+    pub store: String,
+}
+
 type HistogramFamily = Family<MethodLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -53,6 +61,9 @@ pub struct Metrics {
     pub post_seconds: Family<PoStLabels, Histogram, fn() -> Histogram>,
     pub winning_latency_seconds: Histogram,
     pub blocks: Family<OutcomeLabels, Counter>,
+    pub post_fetch_sectors: Family<FetchLabels, Counter>,
+    pub post_fetch_bytes: Family<FetchLabels, Counter>,
+    pub post_fetch_requests: Family<FetchLabels, Counter>,
 }
 
 fn proof_histogram() -> Histogram {
@@ -79,6 +90,24 @@ impl Metrics {
             Family::new_with_constructor(proof_histogram);
         let winning_latency_seconds = proof_histogram();
         let blocks = Family::<OutcomeLabels, Counter>::default();
+        let post_fetch_sectors = Family::<FetchLabels, Counter>::default();
+        let post_fetch_bytes = Family::<FetchLabels, Counter>::default();
+        let post_fetch_requests = Family::<FetchLabels, Counter>::default();
+        registry.register(
+            "post_fetch_sectors",
+            "Sectors whose PoSt files were fetched by ranged reads from a plugin store, by kind and store",
+            post_fetch_sectors.clone(),
+        );
+        registry.register(
+            "post_fetch_bytes",
+            "Bytes read from plugin stores for PoSt (divide by post_fetch_sectors for bytes per sector)",
+            post_fetch_bytes.clone(),
+        );
+        registry.register(
+            "post_fetch_requests",
+            "Store requests (stat, ranged get) made for PoSt, by kind and store",
+            post_fetch_requests.clone(),
+        );
         registry.register(
             "post_deadlines",
             "Window PoSt deadlines with sectors, by miner and outcome (proven, missed)",
@@ -141,7 +170,23 @@ impl Metrics {
             post_seconds,
             winning_latency_seconds,
             blocks,
+            post_fetch_sectors,
+            post_fetch_bytes,
+            post_fetch_requests,
         }
+    }
+
+    /// One sector's PoSt files fetched from `store`.
+    pub fn post_fetch(&self, kind: &str, store: &str, bytes: u64, requests: u64) {
+        let labels = FetchLabels {
+            kind: kind.into(),
+            store: store.into(),
+        };
+        self.post_fetch_sectors.get_or_create(&labels).inc();
+        self.post_fetch_bytes.get_or_create(&labels).inc_by(bytes);
+        self.post_fetch_requests
+            .get_or_create(&labels)
+            .inc_by(requests);
     }
 
     pub fn post_deadline(&self, miner: &str, outcome: &str) {

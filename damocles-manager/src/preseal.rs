@@ -4,8 +4,9 @@
 //!
 //! Each sector goes through add_pieces, tree_d, PC1 and PC2 with the builtin
 //! processors in this process, in a scratch dir under the home. Its sealed
-//! file and the cache files PoSt needs (what a worker persists) are copied
-//! into the first persist store under the worker's object paths; the rest of
+//! file and the cache files PoSt needs (what a worker persists) are written
+//! into the first persist store (a directory or a plugin store such as S3)
+//! under the worker's object paths; the rest of
 //! the cache (layers, tree-c, tree-d) is dropped with the scratch dir. The
 //! devnet then holds the sectors active at its first epochs, and the manager
 //! holds them finalized, as a worker's ReportFinalized leaves a sector.
@@ -20,6 +21,7 @@ use anyhow::{bail, ensure, Context, Result};
 use damocles_api::encoding::Bytes32;
 use damocles_api::{PreCommitOnChainInfo, SealProof, SectorID, Ticket};
 use damocles_devnet::{Devnet, DevnetMiner, SectorOnChain};
+use damocles_objstore::{ObjectPath, Store};
 use filecoin_proofs_api::seal::SealPreCommitPhase2Output;
 use filecoin_proofs_api::{RegisteredSealProof, SectorId};
 use tracing::info;
@@ -34,9 +36,10 @@ use crate::stores::{load_plugins, Stores};
 /// The PC1 ticket of every pre-sealed sector (32 bytes), drawn at epoch 0.
 pub const GENESIS_TICKET: [u8; 32] = *b"damocles-pre-seal-genesis-ticket";
 
-/// The only sector size pre-sealing accepts. PC1/PC2 need no proof
-/// parameters at any size, but larger sectors take minutes to hours each.
-pub const PRE_SEAL_SECTOR_SIZE: u64 = 2048;
+/// The sector sizes pre-sealing accepts: 2KiB, and 8MiB (seconds each; PoSt
+/// from object storage at a size where ranged reads matter). PC1/PC2 need no
+/// proof parameters at any size, but larger sectors take minutes to hours.
+pub const PRE_SEAL_SECTOR_SIZES: [u64; 2] = [2048, 8 << 20];
 
 /// A sealed sector's commitments.
 struct Sealed {
@@ -51,8 +54,8 @@ struct Sealed {
 pub fn pre_seal(cfg: &ManagerConfig, db: &Db, scratch: &Path, count: u64) -> Result<()> {
     let sector_size = parse_sector_size(&cfg.devnet.sector_size)?;
     ensure!(
-        sector_size == PRE_SEAL_SECTOR_SIZE,
-        "--pre-seal seals 2KiB sectors only; Devnet.SectorSize is {}",
+        PRE_SEAL_SECTOR_SIZES.contains(&sector_size),
+        "--pre-seal seals 2KiB and 8MiB sectors only; Devnet.SectorSize is {}",
         cfg.devnet.sector_size
     );
     let miner = cfg
@@ -64,11 +67,6 @@ pub fn pre_seal(cfg: &ManagerConfig, db: &Db, scratch: &Path, count: u64) -> Res
         .persist_stores
         .first()
         .context("--pre-seal: the config names no [[Common.PersistStores]]")?;
-    ensure!(
-        store_cfg.plugin_name.is_empty(),
-        "--pre-seal writes into a filesystem store; the first persist store {} is a plugin store",
-        store_cfg.instance_name()
-    );
     let stores = Stores::open(&cfg.common.persist_stores, &load_plugins(cfg)?)?;
     let store_name = store_cfg.instance_name();
     let store = stores
@@ -100,7 +98,7 @@ pub fn pre_seal(cfg: &ManagerConfig, db: &Db, scratch: &Path, count: u64) -> Res
         info!(sector = %id, n = i + 1, of = count, "pre-seal: sealing");
         let work = scratch.join(id.to_string());
         let s = seal_one(proof, *id, &work).with_context(|| format!("pre-seal sector {id}"))?;
-        persist(&work, &store.config.path, *id, sector_size)
+        persist(&work, store.store.as_ref(), *id, sector_size)
             .with_context(|| format!("pre-seal sector {id}: persist to store {store_name}"))?;
         store
             .check_persisted(*id, sector_size)
@@ -200,9 +198,10 @@ fn work_paths(work: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (work.join("staged"), work.join("cache"), work.join("sealed"))
 }
 
-/// Copies the sealed file and the cache files PoSt needs into the store
-/// root `store`, at the object paths a worker persists to.
-fn persist(work: &Path, store: &Path, id: SectorID, sector_size: u64) -> Result<()> {
+/// Writes the sealed file and the cache files PoSt needs into `store` (a
+/// directory or a plugin store such as S3), at the object paths a worker
+/// persists to.
+fn persist(work: &Path, store: &dyn Store, id: SectorID, sector_size: u64) -> Result<()> {
     let (_, cache, sealed) = work_paths(work);
     let mut files = vec![(sealed, damocles_sector::objects::sealed(id))];
     for f in damocles_sector::persisted_cache_files(sector_size) {
@@ -212,12 +211,12 @@ fn persist(work: &Path, store: &Path, id: SectorID, sector_size: u64) -> Result<
         ));
     }
     for (src, object) in files {
-        let dest = store.join(&object);
-        if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-        }
-        std::fs::copy(&src, &dest)
-            .with_context(|| format!("copy {} to {}", src.display(), dest.display()))?;
+        let path = ObjectPath::new(&object)?;
+        let mut file =
+            std::fs::File::open(&src).with_context(|| format!("open {}", src.display()))?;
+        store
+            .put(&path, &mut file)
+            .with_context(|| format!("write {} to {}", src.display(), store.full_path(&path)))?;
     }
     Ok(())
 }
@@ -277,13 +276,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refuses_sectors_other_than_2kib_before_sealing() {
+    fn refuses_sectors_other_than_2kib_and_8mib_before_sealing() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::create(&dir.path().join("manager.redb")).unwrap();
         let mut cfg = ManagerConfig::default();
-        cfg.devnet.sector_size = "8MiB".into();
+        cfg.devnet.sector_size = "512MiB".into();
         let err = pre_seal(&cfg, &db, &dir.path().join("scratch"), 1).unwrap_err();
-        assert!(err.to_string().contains("2KiB sectors only"), "{err:#}");
+        assert!(
+            err.to_string().contains("2KiB and 8MiB sectors only"),
+            "{err:#}"
+        );
         assert!(!dir.path().join("scratch").exists());
     }
 }

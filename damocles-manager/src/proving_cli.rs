@@ -240,7 +240,10 @@ pub async fn run(c: &HttpClient, p: Proving, json: bool) -> Result<()> {
                 );
             }
             if !r.verified {
-                bail!("the proof does not verify");
+                bail!(
+                    "the proof does not verify: {}",
+                    r.reason.as_deref().unwrap_or("no reason given")
+                );
             }
         }
         ProvingCmd::RecoverFaults { deadline } => {

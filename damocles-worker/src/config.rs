@@ -19,15 +19,21 @@ pub fn processor_stages() -> impl Iterator<Item = Stage> {
     Stage::ALL
         .iter()
         .copied()
-        .filter(|s| s.has_task() && *s != Stage::WinningPost)
+        .filter(|s| s.has_task() && !manager_only(*s))
 }
 
 /// The stage a `limitation.concurrent` / `staggered` key names, if it names
 /// one the worker runs.
 fn limit_stage(key: &str) -> Option<Stage> {
-    key.parse::<Stage>()
-        .ok()
-        .filter(|s| *s != Stage::WinningPost)
+    key.parse::<Stage>().ok().filter(|s| !manager_only(*s))
+}
+
+/// Stages only the manager's provers run: winning PoSt and the PoSt halves.
+fn manager_only(s: Stage) -> bool {
+    matches!(
+        s,
+        Stage::WinningPost | Stage::PostVanilla | Stage::PostSnark
+    )
 }
 
 /// The stage names a `limitation` key may take, for error messages.
@@ -323,7 +329,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
 pub struct SealingThread {
     /// The thread's sealing store directory (created if missing).
     pub location: PathBuf,
-    /// `sealer` (default); snapup, rebuild, unseal and wdpost come later.
+    /// `sealer` (default) or `wdpost` (a worker-prover); snapup, rebuild and unseal come later.
     pub plan: Option<String>,
     pub sealing: SealingOptions,
 }
@@ -398,7 +404,11 @@ impl Processors {
             Stage::Unseal => &self.unseal,
             Stage::WindowPost => &self.window_post,
             // Always in-process, or never the worker's.
-            Stage::C1 | Stage::SynthProof | Stage::WinningPost => &[],
+            Stage::C1
+            | Stage::SynthProof
+            | Stage::WinningPost
+            | Stage::PostVanilla
+            | Stage::PostSnark => &[],
         }
     }
 
@@ -572,9 +582,9 @@ impl WorkerConfig {
                 );
             }
             match t.plan.as_deref().unwrap_or("sealer") {
-                "sealer" => {}
-                p @ ("snapup" | "rebuild" | "unseal" | "wdpost") => {
-                    bail!("key {key}.plan: plan {p:?} is not supported by this release (only \"sealer\")")
+                "sealer" | "wdpost" => {}
+                p @ ("snapup" | "rebuild" | "unseal") => {
+                    bail!("key {key}.plan: plan {p:?} is not supported by this release (only \"sealer\" and \"wdpost\")")
                 }
                 p => bail!(
                     "key {key}.plan: unknown plan {p:?} (sealer, snapup, rebuild, unseal, wdpost)"
@@ -927,7 +937,7 @@ weight = 2
         .contains("sealing_thread[1].location"));
         assert!(bad(
             "location = \"/data/sealing-1\"",
-            "location = \"/data/sealing-1\"\nplan = \"wdpost\""
+            "location = \"/data/sealing-1\"\nplan = \"unseal\""
         )
         .contains("not supported"));
     }

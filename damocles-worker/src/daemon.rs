@@ -12,6 +12,7 @@ use crate::manager_client::{ManagerClient, RetryPolicy};
 use crate::metrics::{SectorOutcomes, WorkerMetrics};
 use crate::processors::Processors;
 use crate::sealing::thread::{Outcome, SealingThread};
+use crate::sealing::wdpost::{Turn, WdPostThread};
 
 fn instance_name(cfg: &config::WorkerConfig) -> String {
     cfg.worker.name.clone().unwrap_or_else(|| {
@@ -67,7 +68,9 @@ pub async fn run(config_path: &Path) -> Result<()> {
     let processors = Arc::new(Processors::start(&cfg.processors, &exe).await?);
     let instance = instance_name(&cfg);
     let attached = crate::stores::open(&cfg)?;
-    if !attached.iter().any(|a| a.writable()) {
+    let is_wdpost = |t: &crate::config::SealingThread| t.plan.as_deref() == Some("wdpost");
+    let sealers = cfg.sealing_thread.iter().filter(|t| !is_wdpost(t)).count();
+    if sealers > 0 && !attached.iter().any(|a| a.writable()) {
         anyhow::bail!(
             "key attached: no writable [[attached]] store could be used; sealed sectors are persisted to one"
         );
@@ -75,12 +78,25 @@ pub async fn run(config_path: &Path) -> Result<()> {
     // Every thread opened and every listener bound before any work starts:
     // a taken port stops the daemon before it has touched a sector.
     let mut threads = Vec::new();
+    let mut provers = Vec::new();
     for (i, t) in cfg.sealing_thread.iter().enumerate() {
         let sealing = Sealing::resolve(
             &cfg.sealing,
             &t.sealing,
             &format!("sealing_thread[{i}].sealing"),
         )?;
+        if is_wdpost(t) {
+            provers.push(WdPostThread::new(
+                i,
+                t.location.clone(),
+                sealing,
+                instance.clone(),
+                client.clone(),
+                Arc::clone(&processors),
+                attached.clone(),
+            )?);
+            continue;
+        }
         let thread = SealingThread::open(
             i,
             t.location.clone(),
@@ -92,7 +108,9 @@ pub async fn run(config_path: &Path) -> Result<()> {
         )?;
         threads.push((thread, sealing));
     }
-    let ctrls: Vec<_> = threads.iter().map(|(t, _)| Arc::clone(&t.ctrl)).collect();
+    let mut ctrls: Vec<_> = threads.iter().map(|(t, _)| Arc::clone(&t.ctrl)).collect();
+    ctrls.extend(provers.iter().map(|p| Arc::clone(&p.ctrl)));
+    ctrls.sort_by_key(|c| c.index);
     let host = cfg
         .worker
         .rpc_server
@@ -135,7 +153,29 @@ pub async fn run(config_path: &Path) -> Result<()> {
     } else {
         None
     };
-    let count = threads.len();
+    let count = threads.len() + provers.len();
+    for mut prover in provers {
+        tokio::spawn(async move {
+            loop {
+                // `worker pause`: between jobs, never in the middle of one
+                // (its heartbeats would stop and the manager fail it).
+                if prover.ctrl.pause_requested() {
+                    info!(thread = prover.ctrl.index, "wdpost thread paused");
+                    prover.ctrl.wait_while_paused(None).await;
+                    info!(thread = prover.ctrl.index, "wdpost thread resumed");
+                }
+                let wait = prover.idle_wait();
+                match prover.turn().await {
+                    Ok(Turn::Done) => {}
+                    Ok(Turn::Idle) => tokio::time::sleep(wait).await,
+                    Err(e) => {
+                        error!(thread = prover.ctrl.index, error = %format!("{e:#}"), "wdpost thread failed");
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        });
+    }
     for (i, (mut thread, sealing)) in threads.into_iter().enumerate() {
         let outcomes = outcomes.clone();
         tokio::spawn(async move {

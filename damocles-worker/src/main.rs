@@ -185,6 +185,12 @@ enum StageCmd {
     /// Winning PoSt.
     #[command(name = Stage::WinningPost.as_str())]
     WinningPost,
+    /// The vanilla half of a PoSt, read from the sector files.
+    #[command(name = Stage::PostVanilla.as_str())]
+    PostVanilla,
+    /// The SNARK half of a PoSt, from vanilla proofs (no sector file).
+    #[command(name = Stage::PostSnark.as_str())]
+    PostSnark,
     /// Unseal a range of a sealed sector.
     #[command(name = Stage::Unseal.as_str())]
     Unseal,
@@ -302,8 +308,8 @@ async fn worker_cmd(
                 return Ok(());
             }
             println!(
-                "{:<5} {:<10} {:<16} {:<22} {:<28} LAST ERROR",
-                "INDEX", "THREAD", "SECTOR", "STATE", "LOCATION"
+                "{:<5} {:<7} {:<10} {:<16} {:<22} {:<28} LAST ERROR",
+                "INDEX", "PLAN", "THREAD", "JOB", "STATE", "LOCATION"
             );
             for t in threads {
                 let thread = match &t.thread_state {
@@ -319,8 +325,9 @@ async fn worker_cmd(
                     }
                 };
                 println!(
-                    "{:<5} {:<10} {:<16} {:<22} {:<28} {}",
+                    "{:<5} {:<7} {:<10} {:<16} {:<22} {:<28} {}",
                     t.index,
+                    t.plan,
                     thread,
                     t.job_id.unwrap_or_else(|| "-".into()),
                     t.job_state,
@@ -433,6 +440,8 @@ fn serve(stage: StageCmd) -> Result<()> {
         }
         StageCmd::WindowPost => run_consumer::<WindowPoSt, _>(p),
         StageCmd::WinningPost => run_consumer::<WinningPoSt, _>(p),
+        StageCmd::PostVanilla => run_consumer::<PoStVanilla, _>(p),
+        StageCmd::PostSnark => run_consumer::<PoStSnark, _>(p),
         StageCmd::Unseal => run_consumer::<Unseal, _>(p),
     }
 }

@@ -16,9 +16,11 @@ use fil_params::ParamSet;
 ///
 /// Cargo builds only the binaries of the package under test; the others are
 /// built here with the same cargo and profile (cargo has released its build
-/// lock by the time tests run), so `cargo test` alone is enough. All workspace
-/// binaries are built together, as `.ci/run` does, so features unify the same
-/// way and an up-to-date build is a no-op.
+/// lock by the time tests run), so `cargo test` alone is enough. Every target
+/// of the workspace is built, exactly as `.ci/run` builds them: the same
+/// feature unification, so after that build this is a no-op (a narrower
+/// `--bins` or `--lib` build unifies features differently and rebuilds
+/// dozens of crates, then the next full build rebuilds them again).
 pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let profile_dir = profile_dir();
@@ -29,7 +31,7 @@ pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
             .and_then(|n| n.to_str())
             .unwrap_or("debug");
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--workspace", "--bins"]);
+        cmd.args(["build", "--quiet", "--workspace", "--all-targets"]);
         if profile == "release" {
             cmd.arg("--release");
         }
@@ -63,9 +65,9 @@ pub fn workspace_cdylib(package: &str, lib: &str) -> PathBuf {
     let profile_dir = profile_dir();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    // The whole workspace's libraries, like `workspace_bin`: the same
-    // feature unification as every other build, so nothing is rebuilt.
-    cmd.args(["build", "--quiet", "--workspace", "--lib"]);
+    // Every target, like `workspace_bin`: the same feature unification as
+    // `.ci/run`'s build, so nothing is rebuilt.
+    cmd.args(["build", "--quiet", "--workspace", "--all-targets"]);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
@@ -135,7 +137,7 @@ pub fn process_state(pid: u32) -> Option<String> {
 
 /// Where the wire-format golden files live.
 pub fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vc-processors/tests/golden")
+    manifest_dir().join("../vc-processors/tests/golden")
 }
 
 /// With `UPDATE_GOLDEN=1`, writes `value` as the golden file `name` (the exact
@@ -192,4 +194,13 @@ pub fn persist_task(
             route(cache, format!("cache/{sector}"), true),
         ],
     }
+}
+
+/// The package directory, read at run time (cargo sets it for tests too): a
+/// test binary built from another checkout sharing the build directory would
+/// carry that checkout's path in `env!`.
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -161,3 +161,15 @@ pub async fn allocate_one(c: &HttpClient, miner: u64) -> Option<damocles_api::Al
     };
     c.allocate_sector(spec, None).await.expect("AllocateSector")
 }
+
+/// Starts `daemon run <flags>` expecting it to fail before serving: the
+/// error with the manager's log (a start that serves panics).
+pub fn start_fails(home: &Path, flags: &[&str]) -> String {
+    match devnet::ManagerProcess::start_with(&manager_bin(), home, flags) {
+        Ok(m) => panic!(
+            "damocles-manager daemon run {flags:?} started; its log:\n{}",
+            m.log_text()
+        ),
+        Err(e) => format!("{e:#}"),
+    }
+}

@@ -120,3 +120,42 @@ impl Drop for S3Server {
         self.stop();
     }
 }
+
+/// A manager config (written in `dir`, returned) whose store-1 is the S3
+/// store on bucket `sectors` of `s3` (created), the S3 plugin copied into
+/// `dir/plugins`: the template of `daemon init` with `block_time` blocks and
+/// `Devnet.SectorSize = sector_size`, for `daemon init --config`.
+pub fn manager_config_on_s3(
+    dir: &std::path::Path,
+    s3: &S3Server,
+    block_time: &str,
+    sector_size: &str,
+) -> std::path::PathBuf {
+    s3.create_bucket("sectors");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let lib = s3_plugin();
+    std::fs::copy(&lib, plugins.join(lib.file_name().unwrap())).unwrap();
+    crate::post::template_config(dir, "s3", block_time, |text| {
+        let local = text
+            .lines()
+            .find(|l| l.starts_with("Path = "))
+            .expect("the template's store-1 Path")
+            .to_string();
+        text.replace(
+            "# Dir = \"/opt/damocles/plugins\"",
+            &format!("Dir = {:?}", plugins.display().to_string()),
+        )
+        .replace(
+            &local,
+            &format!(
+                "Path = \"sectors\"\nPluginName = \"s3\"\nMeta = {}",
+                s3.meta_toml()
+            ),
+        )
+        .replace(
+            "SectorSize = \"2KiB\"",
+            &format!("SectorSize = {sector_size:?}"),
+        )
+    })
+}

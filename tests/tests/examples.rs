@@ -1,7 +1,6 @@
 //! Every example ext-processor, run for real.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use damocles_e2e::{init_logs, persist_task, workspace_bin};
@@ -40,8 +39,8 @@ async fn python_transfer_processor_serves_a_v1_parent() {
     if Command::new("python3").arg("--version").output().is_err() {
         panic!("python3 is required for this test (.ci/run installs it)");
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/python-transfer/transfer_processor.py");
+    let script =
+        damocles_e2e::manifest_dir().join("../examples/python-transfer/transfer_processor.py");
     let p = Producer::spawn(ProducerConfig::new(
         "transfer",
         "python3",

@@ -29,12 +29,16 @@ fn rpc_err<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (i32, String) {
 }
 
 fn started() -> (tempfile::TempDir, ManagerProcess) {
+    started_with(&[])
+}
+
+fn started_with(flags: &[&str]) -> (tempfile::TempDir, ManagerProcess) {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("manager");
     init_home(&home, |c| {
         c.replace("[Common.API]\n", "[Common.API]\nNoSuchKey = 1\n")
     });
-    let m = ManagerProcess::start(&home);
+    let m = ManagerProcess::start_with(&home, flags);
     (dir, m)
 }
 
@@ -442,10 +446,10 @@ async fn anonymous_permission_admits_token_less_workers_only_as_far_as_set() {
 /// still be an error about the made-up sector, never -32601 or -32602).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_golden_requests_are_understood_by_the_server() {
-    let (_dir, m) = started();
+    // The worker-prover methods are served with --worker-prover only.
+    let (_dir, m) = started_with(&["--worker-prover"]);
     let admin = m.token("admin");
-    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../crates/damocles-api/tests/golden");
+    let golden = damocles_e2e::manifest_dir().join("../crates/damocles-api/tests/golden");
     let mut n = 0;
     for entry in std::fs::read_dir(&golden).unwrap() {
         let doc: Value =
@@ -473,5 +477,109 @@ async fn the_golden_requests_are_understood_by_the_server() {
         );
         n += 1;
     }
-    assert!(n >= 24, "only {n} golden files");
+    assert!(n >= 30, "only {n} golden files");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proving_methods_refuse_tokens_without_their_permission() {
+    use damocles_api::proving::ProvingApiClient;
+    let (_dir, m) = started();
+    let anonymous = m.client(None);
+    let reader = m.client(Some(&m.token("read")));
+    let writer = m.client(Some(&m.token("write")));
+
+    // Reads need a token; proofs and checks need more.
+    let (code, msg) = rpc_err(anonymous.proving_info(None).await);
+    assert_eq!(code, 11003);
+    assert!(
+        msg.contains("Venus.ProvingInfo needs the read permission"),
+        "{msg}"
+    );
+    reader.proving_info(None).await.expect("read may read");
+    reader.proving_deadlines(None).await.expect("read may read");
+
+    let (_, msg) = rpc_err(reader.check_provable(None, 0, false).await);
+    assert!(
+        msg.contains("Venus.CheckProvable needs the write permission"),
+        "{msg}"
+    );
+    let (_, msg) = rpc_err(writer.simulate_wdpost(None, 0, 0, false).await);
+    assert!(
+        msg.contains("Venus.SimulateWdPoSt needs the admin permission"),
+        "{msg}"
+    );
+    let (_, msg) = rpc_err(writer.proving_recover_faults(None, 0).await);
+    assert!(
+        msg.contains("Venus.ProvingRecoverFaults needs the admin permission"),
+        "{msg}"
+    );
+    // Refused before any work: nothing was declared.
+    assert!(reader.proving_faults(None).await.unwrap().is_empty());
+}
+
+/// Without `--worker-prover` a wdpost worker's calls are "method not found"
+/// (damocles' worker then idles), never a permission error; with it, the
+/// shapes damocles' worker sends are answered in damocles' shapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wdpost_jobs_are_served_only_with_worker_prover_in_damocles_shapes() {
+    let allocate = r#"{"jsonrpc":"2.0","method":"Venus.WdPoStAllocateJobs","params":[{"AllowedMiners":[1000],"AllowedProofTypes":["StackedDrgWinning2KiBV1","StackedDrgWindow2KiBV1","StackedDrgWindow2KiBV1_2"]},1,"worker-1"],"id":20}"#;
+    let call = |m: &ManagerProcess, token: &str, body: &str| -> Value {
+        let (_, out) = http(
+            &m.authority(),
+            "POST",
+            "/rpc/v0",
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &format!("Bearer {token}")),
+            ],
+            body,
+        );
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let (_dir, plain) = started();
+    let v = call(&plain, &plain.token("write"), allocate);
+    assert_eq!(v["error"]["code"], -32601, "{v}");
+
+    let (_dir2, m) = started_with(&["--worker-prover"]);
+    let write = m.token("write");
+    let v = call(&m, &write, allocate);
+    assert_eq!(
+        v["result"],
+        serde_json::json!([]),
+        "no job: [] not null: {v}"
+    );
+    let v = call(
+        &m,
+        &write,
+        r#"{"jsonrpc":"2.0","method":"Venus.WdPoStHeartbeatJobs","params":[["nope"],"worker-1"],"id":21}"#,
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("wdpost job 'nope' is not running"),
+        "{v}"
+    );
+    let v = call(
+        &m,
+        &m.token("read"),
+        r#"{"jsonrpc":"2.0","method":"Venus.WdPoStAllJobs","params":[],"id":22}"#,
+    );
+    assert_eq!(
+        v["result"],
+        serde_json::json!({"Jobs": [], "MaxTry": 2}),
+        "{v}"
+    );
+    let v = call(
+        &m,
+        &write,
+        r#"{"jsonrpc":"2.0","method":"Venus.WdPoStResetJob","params":["x"],"id":23}"#,
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs the admin permission"),
+        "{v}"
+    );
 }

@@ -19,7 +19,7 @@ use damocles_api::proving::{DeadlineRow, ProvingApiClient};
 use damocles_api::SectorID;
 use damocles_e2e::manager::ManagerProcess;
 use damocles_e2e::post::{
-    all_logs, cli_json, init_post_home, log_lines, metric, wait_until, MINER,
+    all_logs, cli_json, deadlines, init_post_home, log_lines, metric, wait_until, MINER,
 };
 use damocles_e2e::proof_params;
 use fil_params::ParamSet;
@@ -79,17 +79,9 @@ async fn every_deadline_with_sectors_is_proven_over_two_periods() {
                     "power dropped: {info:?}\n{}",
                     all_logs(&m.home)
                 );
-                let missed = metric(
-                    m,
-                    "damocles_manager_post_deadlines_total",
-                    &["outcome=\"missed\""],
-                );
+                let missed = deadlines(m, "missed");
                 assert_eq!(missed, 0.0, "a deadline was missed:\n{}", all_logs(&m.home));
-                let proven = metric(
-                    m,
-                    "damocles_manager_post_deadlines_total",
-                    &["outcome=\"proven\""],
-                );
+                let proven = deadlines(m, "proven");
                 (proven >= want).then_some(())
             }
         },
@@ -179,16 +171,7 @@ async fn a_removed_sealed_file_is_skipped_then_recovered() {
     assert_eq!(faults.len(), 1);
     assert_eq!(faults[0].sector, 1);
     // Skipped by a proof, not missed: the partner was proven in that message.
-    assert_eq!(
-        metric(
-            &m,
-            "damocles_manager_post_deadlines_total",
-            &["outcome=\"missed\""]
-        ),
-        0.0,
-        "{}",
-        all_logs(&home)
-    );
+    assert_eq!(deadlines(&m, "missed"), 0.0, "{}", all_logs(&home));
     assert!(!log_lines(&home, &["sector check failed", "sector=1"]).is_empty());
 
     // Restored: declared recovered, proven, power back.
@@ -206,14 +189,7 @@ async fn a_removed_sealed_file_is_skipped_then_recovered() {
         "{}",
         all_logs(&home)
     );
-    assert_eq!(
-        metric(
-            &m,
-            "damocles_manager_post_deadlines_total",
-            &["outcome=\"missed\""]
-        ),
-        0.0
-    );
+    assert_eq!(deadlines(&m, "missed"), 0.0);
 }
 
 /// `open=<epoch>` of a log line in a wdpost span.

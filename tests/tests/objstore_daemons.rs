@@ -209,7 +209,7 @@ PluginName = "fs-plugin"
 /// The TEST DOUBLE `crates/objstore/tests/c/misbehaving.c` built with
 /// `defines` into `out` by the system C compiler.
 fn misbehaving_plugin(out: &Path, defines: &[&str]) {
-    let objstore = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/objstore");
+    let objstore = damocles_e2e::manifest_dir().join("../crates/objstore");
     let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
         .arg("-I")
         .arg(objstore.join("include"))

@@ -30,7 +30,8 @@ fn refused_at_start(cfg: &std::path::Path) -> String {
 
 #[test]
 fn a_damocles_worker_config_is_accepted_with_what_is_ignored_named() {
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/damocles-worker.toml");
+    let fixture = damocles_e2e::manifest_dir().join("fixtures/damocles-worker.toml");
+    let fixture = fixture.to_str().expect("a UTF-8 path");
     let out = worker(&["config", "check", "-c", fixture]);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),

@@ -348,6 +348,65 @@ impl Task for WinningPoSt {
     type Output = WinningPoStOutput;
 }
 
+/// The vanilla half of a window or winning PoSt: for each sector, the
+/// inclusion proofs of its challenged leaves, read from its files. It runs
+/// where the files are; [`PoStSnark`] turns its output into the proof.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PoStVanilla {
+    /// The miner's actor id; its prover id is derived from it.
+    pub miner_id: ActorID,
+    /// A window or winning PoSt proof type.
+    pub proof_type: RegisteredPoStProof,
+    /// The sectors (a sector listed twice is proven once).
+    pub replicas: Vec<PoStReplicaInfo>,
+    /// The challenge randomness (for window PoSt with the top two bits of
+    /// its last byte cleared, as for [`WindowPoSt`]).
+    pub seed: ChallengeSeed,
+}
+
+/// The vanilla proofs of a [`PoStVanilla`], or the sectors that could not
+/// be read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoStVanillaOutput {
+    /// One vanilla proof per sector, in ascending sector number (the order
+    /// the SNARK takes them), base64 on the wire; empty when `faults` is not.
+    pub proofs: Vec<B64Bytes>,
+    /// Numbers of the sectors whose files could not be proven.
+    pub faults: Vec<u64>,
+}
+
+impl Task for PoStVanilla {
+    const STAGE: &'static str = Stage::PostVanilla.as_str();
+    type Output = PoStVanillaOutput;
+}
+
+/// The SNARK half of a window or winning PoSt: the proof from the vanilla
+/// proofs of a [`PoStVanilla`] with the same type, miner and seed. Reads no
+/// sector file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PoStSnark {
+    /// The miner's actor id.
+    pub miner_id: ActorID,
+    /// The same proof type as the vanilla proofs'.
+    pub proof_type: RegisteredPoStProof,
+    /// The same seed as the vanilla proofs'.
+    pub seed: ChallengeSeed,
+    /// The vanilla proofs, in ascending sector number.
+    pub vanilla_proofs: Vec<B64Bytes>,
+}
+
+/// The proofs of a [`PoStSnark`]: one per partition (window), one (winning).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoStSnarkOutput {
+    /// The proofs, base64 on the wire.
+    pub proofs: Vec<SnarkProof>,
+}
+
+impl Task for PoStSnark {
+    const STAGE: &'static str = Stage::PostSnark.as_str();
+    type Output = PoStSnarkOutput;
+}
+
 /// Recovers unsealed bytes of a sealed sector into `unsealed_output`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Unseal {

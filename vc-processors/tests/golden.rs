@@ -5,16 +5,12 @@
 //! Regenerate the files from a real run with
 //! `UPDATE_GOLDEN=1 cargo test -p damocles-e2e --test seal_through_ext_processors`.
 
-use std::path::PathBuf;
-
 use serde::{de::DeserializeOwned, Serialize};
 use vc_processors::tasks::{self, *};
 use vc_processors::Task;
 
 fn golden(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
+    let path = manifest_dir().join("tests/golden").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -44,6 +40,8 @@ fn every_stage_round_trips_byte_for_byte() {
     stage::<Transfer>();
     stage::<WindowPoSt>();
     stage::<WinningPoSt>();
+    stage::<PoStVanilla>();
+    stage::<PoStSnark>();
     stage::<Unseal>();
 }
 
@@ -69,4 +67,13 @@ fn wire_encodings_follow_damocles() {
     assert!(golden("c2.output.json").starts_with(r#"{"proof":["#));
     assert!(golden("add_pieces.task.json").contains(r#""piece_file":{"local":"#));
     assert!(golden("snap_prove.task.json").contains(r#""vannilla_proofs":"#));
+}
+
+/// The package directory, read at run time (cargo sets it for tests too): a
+/// test binary built from another checkout sharing the build directory would
+/// carry that checkout's path in `env!`.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -20,6 +20,7 @@ pub mod proving;
 pub mod rpc;
 pub mod state;
 pub mod types;
+pub mod wdpost;
 
 pub use codes::{OnChainState, SealProof, SubmitResult, ERR_SECTOR_STATE_NOT_FOUND};
 pub use perm::Permission;

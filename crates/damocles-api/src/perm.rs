@@ -78,7 +78,7 @@ pub fn required(method: &str) -> Permission {
         "PollPreCommitState" | "PollProofState" | "StoreBasicInfo" | "ListSectors"
         | "FindSector" | "StoreList" | "ChainHead" | "ChainSectorInfo" | "WorkerList"
         | "Version" | "ProvingInfo" | "ProvingDeadlines" | "ProvingDeadline" | "ProvingFaults"
-        | "ProvingBlocks" => Permission::Read,
+        | "ProvingBlocks" | "WdPoStAllJobs" => Permission::Read,
         // Reads files of every sector of a deadline (with `slow`, proofs).
         "CheckProvable" => Permission::Write,
         // What a sealing worker does to a sector.
@@ -87,6 +87,10 @@ pub fn required(method: &str) -> Permission {
         | "ReportFinalized" | "ReportAborted" | "WorkerPing" | "StoreReserveSpace" | "WaitSeed" => {
             Permission::Write
         }
+        // What a wdpost worker does to a job. These are listed even when the
+        // manager runs without --worker-prover: a caller with `write` then
+        // gets "method not found", which damocles' worker reads as idle.
+        "WdPoStAllocateJobs" | "WdPoStHeartbeatJobs" | "WdPoStFinishJob" => Permission::Write,
         // Operator actions and anything not listed.
         _ => Permission::Admin,
     }
@@ -105,6 +109,10 @@ mod tests {
         assert_eq!(required("Venus.CheckProvable"), Permission::Write);
         assert_eq!(required("Venus.SimulateWdPoSt"), Permission::Admin);
         assert_eq!(required("Venus.ProvingRecoverFaults"), Permission::Admin);
+        assert_eq!(required("Venus.WdPoStAllocateJobs"), Permission::Write);
+        assert_eq!(required("Venus.WdPoStFinishJob"), Permission::Write);
+        assert_eq!(required("Venus.WdPoStAllJobs"), Permission::Read);
+        assert_eq!(required("Venus.WdPoStResetJob"), Permission::Admin);
         assert_eq!(required("Venus.SomethingNew"), Permission::Admin);
         assert_eq!(required("Other.ListSectors"), Permission::Admin);
     }

@@ -149,6 +149,9 @@ pub struct SimulateResult {
     pub elapsed_ms: u64,
     /// Whether the proof verifies.
     pub verified: bool,
+    /// Why it does not, when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// `builtin` or `ext`.
     pub prover: String,
 }

@@ -3,13 +3,13 @@
 //! `tests/golden/`. The files are the reviewable record of the wire shapes
 //! (docs/manager-rpc.md, DESIGN.md §5): PascalCase keys, SectorID as
 //! {"Miner","Number"}, seal proof types and result codes as numbers, tickets,
-//! seeds and proofs as base64, commitments as arrays of 32 numbers.
+//! seeds and proofs as base64, commitments as arrays of 32 numbers (window
+//! PoSt jobs: proof types by name, seeds as arrays, `proofs`/`faults` lowercase).
 //!
 //! A change to any wire type fails here; if it is intended, regenerate with
 //! `UPDATE_GOLDEN=1 cargo test -p damocles-api --test golden` and review the diff.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use damocles_api::encoding::{Base64Bytes, Bytes32};
 use damocles_api::*;
@@ -269,7 +269,86 @@ fn catalog() -> Vec<(&'static str, Value, Value)> {
                 comm_r: [1; 32],
             }),
         ),
+        (
+            "WdPoStAllocateJobs",
+            json!([
+                v(wdpost::AllocateWdPoStJobSpec {
+                    allowed_miners: Some(vec![1000]),
+                    allowed_proof_types: Some(vec![
+                        "StackedDrgWinning2KiBV1".into(),
+                        "StackedDrgWindow2KiBV1".into(),
+                        "StackedDrgWindow2KiBV1_2".into(),
+                    ]),
+                }),
+                1,
+                "worker-1"
+            ]),
+            v(vec![wdpost::WdPoStAllocatedJob {
+                id: wd_input().job_id(),
+                input: wd_input(),
+            }]),
+        ),
+        (
+            "WdPoStHeartbeatJobs",
+            json!([[wd_input().job_id()], "worker-1"]),
+            Value::Null,
+        ),
+        (
+            "WdPoStFinishJob",
+            json!([wd_input().job_id(), v(wd_output()), ""]),
+            Value::Null,
+        ),
+        ("WdPoStResetJob", json!([wd_input().job_id()]), Value::Null),
+        ("WdPoStRemoveJob", json!([wd_input().job_id()]), Value::Null),
+        (
+            "WdPoStAllJobs",
+            json!([]),
+            v(wdpost::AllWdPoStJob {
+                jobs: vec![wdpost::WdPoStJobBrief::of(wdpost::WdPoStJob {
+                    id: wd_input().job_id(),
+                    state: wdpost::JobState::Finished,
+                    deadline_idx: 3,
+                    partitions: vec![0, 1],
+                    input: wd_input(),
+                    output: Some(wd_output()),
+                    try_num: 1,
+                    error_reason: String::new(),
+                    worker_name: "worker-1".into(),
+                    started_at: 1_790_000_100,
+                    heartbeat_at: 1_790_000_103,
+                    finished_at: 1_790_000_104,
+                    created_at: 1_790_000_090,
+                    updated_at: 1_790_000_104,
+                })],
+                max_try: 2,
+            }),
+        ),
     ]
+}
+
+fn wd_input() -> wdpost::WdPoStInput {
+    let sector = |n| wdpost::WdPoStSectorInfo {
+        sector_id: n,
+        comm_r: [1; 32],
+        upgrade: false,
+        accesses: wdpost::SectorAccessStores {
+            sealed_file: "store-1".into(),
+            cache_dir: "store-1".into(),
+        },
+    };
+    wdpost::WdPoStInput {
+        sectors: vec![sector(1), sector(3)],
+        miner_id: 1000,
+        proof_type: "StackedDrgWindow2KiBV1_2".into(),
+        seed: [9; 32],
+    }
+}
+
+fn wd_output() -> wdpost::WindowPoStOutput {
+    wdpost::WindowPoStOutput {
+        proofs: vec![Base64Bytes(vec![5; 192])],
+        faults: vec![],
+    }
 }
 
 /// Keys of objects on the wire are PascalCase (the CID form `{"/": ...}` and
@@ -278,8 +357,12 @@ fn assert_pascal_case(method: &str, v: &Value) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
+                // damocles' WindowPoStOutput keeps Rust's lowercase keys.
+                let lowercase_by_damocles = k == "proofs" || k == "faults";
                 assert!(
-                    k == "/" || k.starts_with(|c: char| c.is_ascii_uppercase()),
+                    k == "/"
+                        || lowercase_by_damocles
+                        || k.starts_with(|c: char| c.is_ascii_uppercase()),
                     "{method}: key {k:?} is not PascalCase"
                 );
                 if k != "Meta" {
@@ -294,7 +377,7 @@ fn assert_pascal_case(method: &str, v: &Value) {
 
 #[test]
 fn every_method_matches_its_golden_file() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let dir = manifest_dir().join("tests/golden");
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut seen = Vec::new();
     for (method, params, result) in catalog() {
@@ -346,4 +429,13 @@ fn golden_shapes_decode_back_into_the_types() {
             _ => {}
         }
     }
+}
+
+/// The package directory, read at run time (cargo sets it for tests too): a
+/// test binary built from another checkout sharing the build directory would
+/// carry that checkout's path in `env!`.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

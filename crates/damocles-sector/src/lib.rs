@@ -180,6 +180,12 @@ stages! {
     WindowPost = "window_post",
     /// Winning PoSt for an election.
     WinningPost = "winning_post",
+    /// The vanilla half of a PoSt (window or winning): inclusion proofs of
+    /// the challenged leaves, read where the sector files are (protocol v2).
+    PostVanilla = "post_vanilla",
+    /// The SNARK half of a PoSt, from vanilla proofs alone: no sector file
+    /// needed, so it can run on any machine (protocol v2).
+    PostSnark = "post_snark",
     /// Reading a range of a sector back out.
     Unseal = "unseal",
 }

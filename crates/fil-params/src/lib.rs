@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use filecoin_proofs::constants::{DefaultPieceHasher, SectorShape2KiB};
+use filecoin_proofs::constants::{DefaultPieceHasher, SectorShape2KiB, SectorShape8MiB};
 use filecoin_proofs::parameters::{
     public_params, window_post_public_params, winning_post_public_params,
 };
@@ -52,6 +52,9 @@ pub enum ParamSet {
     WindowPost2KiB,
     /// Winning PoSt for 2KiB sectors (~30 s, 47 MB).
     WinningPost2KiB,
+    /// Window PoSt for 8MiB sectors (PoSt from object storage at a size
+    /// where ranged reads matter).
+    WindowPost8MiB,
     /// Empty-sector-update (snap deals) for 2KiB sectors (~5 min, 656 MB).
     SnapUpdate2KiB,
     /// Interactive PoRep (SDR) for 2KiB sectors (~12 min, 5 GiB RAM, 1.1 GB).
@@ -60,9 +63,10 @@ pub enum ParamSet {
 
 impl ParamSet {
     /// Every set, cheapest first, so short jobs (PoSt) become usable early.
-    pub const ALL: [ParamSet; 4] = [
+    pub const ALL: [ParamSet; 5] = [
         ParamSet::WindowPost2KiB,
         ParamSet::WinningPost2KiB,
+        ParamSet::WindowPost8MiB,
         ParamSet::SnapUpdate2KiB,
         ParamSet::Porep2KiB,
     ];
@@ -72,6 +76,7 @@ impl ParamSet {
         match self {
             ParamSet::WindowPost2KiB => "window-post-2KiB",
             ParamSet::WinningPost2KiB => "winning-post-2KiB",
+            ParamSet::WindowPost8MiB => "window-post-8MiB",
             ParamSet::SnapUpdate2KiB => "snap-update-2KiB",
             ParamSet::Porep2KiB => "porep-2KiB",
         }
@@ -87,6 +92,7 @@ impl ParamSet {
         Duration::from_secs(match self {
             ParamSet::WindowPost2KiB => 10,
             ParamSet::WinningPost2KiB => 30,
+            ParamSet::WindowPost8MiB => 15,
             ParamSet::SnapUpdate2KiB => 300,
             ParamSet::Porep2KiB => 720,
         })
@@ -109,6 +115,11 @@ impl ParamSet {
             ParamSet::WindowPost2KiB | ParamSet::WinningPost2KiB => {
                 type Circ = FallbackPoStCircuit<SectorShape2KiB>;
                 type C = FallbackPoStCompound<SectorShape2KiB>;
+                <C as CacheableParameters<Circ, _>>::cache_identifier(&post_pp(self)?)
+            }
+            ParamSet::WindowPost8MiB => {
+                type Circ = FallbackPoStCircuit<SectorShape8MiB>;
+                type C = FallbackPoStCompound<SectorShape8MiB>;
                 <C as CacheableParameters<Circ, _>>::cache_identifier(&post_pp(self)?)
             }
             ParamSet::SnapUpdate2KiB => {
@@ -161,6 +172,16 @@ impl ParamSet {
                 <C as CompoundProof<S<'_>, Circ>>::groth_params(Some(&mut rng), &pp)?;
                 <C as CompoundProof<S<'_>, Circ>>::verifying_key(Some(&mut rng), &pp)?;
             }
+            ParamSet::WindowPost8MiB => {
+                let pp = post_pp(self)?;
+                type C = FallbackPoStCompound<SectorShape8MiB>;
+                type S<'a> = FallbackPoSt<'a, SectorShape8MiB>;
+                type Circ = FallbackPoStCircuit<SectorShape8MiB>;
+                let circuit = <C as CompoundProof<S<'_>, Circ>>::blank_circuit(&pp);
+                <C as CacheableParameters<Circ, _>>::get_param_metadata(circuit, &pp)?;
+                <C as CompoundProof<S<'_>, Circ>>::groth_params(Some(&mut rng), &pp)?;
+                <C as CompoundProof<S<'_>, Circ>>::verifying_key(Some(&mut rng), &pp)?;
+            }
             ParamSet::SnapUpdate2KiB => {
                 let pp = update_pp();
                 type C = EmptySectorUpdateCompound<SectorShape2KiB>;
@@ -181,16 +202,18 @@ fn porep_pp() -> Result<storage_proofs_porep::stacked::PublicParams<SectorShape2
     public_params::<SectorShape2KiB>(&RegisteredSealProof::StackedDrg2KiBV1_1.as_v1_config())
 }
 
-/// Public parameters of a 2KiB PoSt circuit (`set` is one of the two PoSt sets).
+/// Public parameters of a PoSt circuit (`set` is one of the PoSt sets).
 fn post_pp(set: ParamSet) -> Result<storage_proofs_post::fallback::PublicParams> {
-    if set == ParamSet::WindowPost2KiB {
-        window_post_public_params::<SectorShape2KiB>(
+    match set {
+        ParamSet::WindowPost2KiB => window_post_public_params::<SectorShape2KiB>(
             &RegisteredPoStProof::StackedDrgWindow2KiBV1_2.as_v1_config(),
-        )
-    } else {
-        winning_post_public_params::<SectorShape2KiB>(
+        ),
+        ParamSet::WindowPost8MiB => window_post_public_params::<SectorShape8MiB>(
+            &RegisteredPoStProof::StackedDrgWindow8MiBV1_2.as_v1_config(),
+        ),
+        _ => winning_post_public_params::<SectorShape2KiB>(
             &RegisteredPoStProof::StackedDrgWinning2KiBV1.as_v1_config(),
-        )
+        ),
     }
 }
 
@@ -399,6 +422,15 @@ mod tests {
                     cfg.get_cache_metadata_path::<SectorShape2KiB>().unwrap(),
                 )
             }
+            ParamSet::WindowPost8MiB => {
+                let p = RegisteredPoStProof::StackedDrgWindow8MiBV1_2;
+                let cfg: PoStConfig = p.as_v1_config();
+                (
+                    p.cache_params_path().unwrap(),
+                    p.cache_verifying_key_path().unwrap(),
+                    cfg.get_cache_metadata_path::<SectorShape8MiB>().unwrap(),
+                )
+            }
             // The update proof's path functions answer with PoRep's files.
             ParamSet::SnapUpdate2KiB => return None,
         };
@@ -416,13 +448,18 @@ mod tests {
             if let Some(lib) = library_names(set) {
                 assert_eq!(names, lib, "{}", set.name());
             }
-            // The published manifest lists the real network's 2KiB files under
+            // The published manifest lists the real network's files under
             // the same names the library looks up: same circuits, same ids.
+            let size = if set == ParamSet::WindowPost8MiB {
+                8 << 20
+            } else {
+                2048
+            };
             for n in &names[..2] {
                 let entry = PARAMETERS
                     .get(n)
                     .unwrap_or_else(|| panic!("{n} ({}) not in parameters.json", set.name()));
-                assert_eq!(entry.sector_size, 2048, "{n}");
+                assert_eq!(entry.sector_size, size, "{n}");
             }
         }
         assert_eq!(seen.len(), 3 * ParamSet::ALL.len());
@@ -501,7 +538,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             generated,
-            [ParamSet::WinningPost2KiB, ParamSet::SnapUpdate2KiB]
+            [
+                ParamSet::WinningPost2KiB,
+                ParamSet::WindowPost8MiB,
+                ParamSet::SnapUpdate2KiB
+            ]
         );
         assert_eq!(
             contents(dir, ParamSet::Porep2KiB),

@@ -16,8 +16,13 @@ use damocles_objstore::abi::{self, code, Buf, PluginTable, RawInfo};
 use damocles_objstore::plugin::{LoadError, Plugin};
 use damocles_objstore::{Config, ErrorKind, ObjectPath, Store};
 
+/// The package directory, read at run time (cargo sets it for tests too): a
+/// test binary built from another checkout sharing the build directory would
+/// carry that checkout's path in `env!`.
 fn manifest() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 fn cc(args: &[&str]) {

@@ -11,6 +11,7 @@ use damocles_chain::{post_seed, ActorID, DeadlineInfo, Message, RecoveryDeclarat
 use jsonrpsee::core::RpcResult;
 use vc_processors::tasks::WindowPoSt;
 
+use super::prover::WindowJob;
 use super::Proving;
 use crate::config::ManagerConfig;
 use crate::error::ApiError;
@@ -172,12 +173,14 @@ impl ProvingRpc {
             .await;
         let mut good = BTreeMap::new();
         let mut replicas = Vec::new();
+        let mut stores = Vec::new();
         for s in &sectors {
             if bad.contains_key(&s.number) {
                 continue;
             }
-            if let Ok(r) = p.checker.locator.replica(s, miner) {
+            if let Ok((r, store)) = p.checker.locator.replica(s, miner) {
                 replicas.push(r);
+                stores.push(store);
                 good.insert(s.number, s.clone());
             }
         }
@@ -209,33 +212,61 @@ impl ProvingRpc {
                 )
                 .await?,
         );
-        let task = WindowPoSt {
+        let mut task = WindowPoSt {
             miner_id: miner,
             proof_type: info.window_post_proof,
             replicas,
             seed,
         };
         let started = Instant::now();
+        let local = super::fetch::localize_window(p, &mut task)
+            .await
+            .map_err(|e| ApiError::Internal(format!("fetch from plugin stores: {e:#}")))?;
+        if !local.failed.is_empty() {
+            return Err(ApiError::Internal(format!(
+                "cannot fetch sectors from their plugin stores: {:?}",
+                local.failed
+            )));
+        }
+        // With worker-provers this is a job like any other; it is not tied
+        // to a deadline's close (i64::MAX: never dropped as stale).
+        let job = WindowJob {
+            deadline_idx: deadline,
+            partitions: vec![partition],
+            close: i64::MAX,
+            stores,
+        };
         let out = p
             .window_prover
-            .prove(task, std::time::Duration::from_secs(1800))
+            .prove_window(task, job, std::time::Duration::from_secs(1800))
             .await
-            .map_err(|e| ApiError::Internal(format!("window PoSt: {e:#}")))?;
+            .map_err(|e| ApiError::Internal(format!("window PoSt: {e:#}")))?
+            .output;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let mut skipped: BTreeSet<u64> = bad.keys().copied().collect();
         skipped.extend(out.faults.iter().copied());
         let proof: Vec<u8> = out.proofs.into_iter().flat_map(|b| b.0).collect();
-        let verified = !proof.is_empty()
-            && out.faults.is_empty()
-            && super::window::verify_window(miner, info.window_post_proof, seed, &proof, &good)
+        let reason = if proof.is_empty() {
+            Some("the prover returned no proof".to_string())
+        } else if !out.faults.is_empty() {
+            Some(format!("the prover found sectors {:?} faulty", out.faults))
+        } else {
+            match super::window::verify_window(miner, info.window_post_proof, seed, &proof, &good)
                 .await
-                .unwrap_or(false);
+            {
+                Ok(true) => None,
+                Ok(false) => Some("verify_window_post rejected the proof".to_string()),
+                Err(e) => Some(format!("{e:#}")),
+            }
+        };
+        let verified = reason.is_none();
         tracing::info!(
             miner,
             deadline,
             partition,
             elapsed_ms,
             verified,
+            ?reason,
             "simulated window PoSt"
         );
         Ok(SimulateResult {
@@ -247,6 +278,7 @@ impl ProvingRpc {
             proof_bytes: proof.len() as u64,
             elapsed_ms,
             verified,
+            reason,
             prover: p.window_prover.label().into(),
         })
     }

@@ -4,12 +4,12 @@
 //! A sector that fails is skipped by its window PoSt, never the partition.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use damocles_api::SectorID;
 use damocles_chain::{SectorNumber, SectorOnChain};
-use damocles_objstore::{ErrorKind as StoreErrorKind, ObjectPath};
+use damocles_objstore::{ErrorKind as StoreErrorKind, ObjectPath, Store};
 use damocles_sector::objects;
 use filecoin_proofs_api::{PrivateReplicaInfo, RegisteredPoStProof, SectorId};
 use tokio::sync::Semaphore;
@@ -24,7 +24,12 @@ use crate::stores::{PersistStore, Stores};
 pub struct Locator {
     db: Db,
     stores: Arc<Stores>,
+    /// Where the files of sectors in plugin stores are fetched to.
+    fetch_root: PathBuf,
 }
+
+/// A plugin store holding a sector: its name and the store.
+pub type RemoteStore = (String, Arc<dyn Store>);
 
 /// A sector's files as a prover opens them.
 #[derive(Clone, Debug)]
@@ -35,8 +40,28 @@ pub struct Located {
 }
 
 impl Locator {
-    pub fn new(db: Db, stores: Arc<Stores>) -> Locator {
-        Locator { db, stores }
+    pub fn new(db: Db, stores: Arc<Stores>, fetch_root: PathBuf) -> Locator {
+        Locator {
+            db,
+            stores,
+            fetch_root,
+        }
+    }
+
+    /// Where PoSt fetches the files of sectors in plugin stores.
+    pub fn fetch_root(&self) -> &Path {
+        &self.fetch_root
+    }
+
+    /// The store of a sector kept in a plugin store (S3 and the like): a
+    /// prover cannot open its files by path, PoSt fetches what it reads.
+    /// `None` for a filesystem store.
+    pub fn remote_store(&self, id: SectorID) -> Result<Option<RemoteStore>, String> {
+        let store = self.store_of(id)?;
+        Ok(
+            (!store.config.plugin_name.is_empty())
+                .then(|| (store.name(), Arc::clone(&store.store))),
+        )
     }
 
     fn store_of(&self, id: SectorID) -> Result<&PersistStore, String> {
@@ -67,19 +92,25 @@ impl Locator {
         })
     }
 
-    /// The replica as the PoSt tasks carry it.
-    pub fn replica(&self, sector: &SectorOnChain, miner: u64) -> Result<PoStReplicaInfo, String> {
+    /// The replica as the PoSt tasks carry it, and the name of its store
+    /// (what a worker-prover's job names).
+    pub fn replica(
+        &self,
+        sector: &SectorOnChain,
+        miner: u64,
+    ) -> Result<(PoStReplicaInfo, String), String> {
         let id = SectorID {
             miner,
             number: sector.number,
         };
         let at = self.locate(id)?;
-        Ok(PoStReplicaInfo {
+        let replica = PoStReplicaInfo {
             sector_id: SectorId::from(sector.number),
             comm_r: sector.comm_r,
             cache_dir: at.cache_dir,
             sealed_file: at.sealed_file,
-        })
+        };
+        Ok((replica, at.store))
     }
 
     /// One sector's check: its files through the store (`Stat`), and with
@@ -121,10 +152,37 @@ impl Locator {
                 store.name()
             ));
         }
-        let at = self.locate(id)?;
+        let challenge = rand::random::<u64>() % (size / 32);
+        // A plugin store's sector: its files for this one challenge, fetched
+        // by ranged reads into a dir removed after the check.
+        let mut _fetch_dir: Option<tempfile::TempDir> = None;
+        let at = match self.remote_store(id)? {
+            None => self.locate(id)?,
+            Some((_, remote)) => {
+                std::fs::create_dir_all(&self.fetch_root)
+                    .map_err(|e| format!("create {}: {e}", self.fetch_root.display()))?;
+                let dir = tempfile::Builder::new()
+                    .prefix("check-")
+                    .tempdir_in(&self.fetch_root)
+                    .map_err(|e| format!("a check dir under {}: {e}", self.fetch_root.display()))?;
+                let f = damocles_post_fetch::fetch_sector(
+                    remote.as_ref(),
+                    id,
+                    size,
+                    &[challenge],
+                    dir.path(),
+                )
+                .map_err(|e| format!("fetch for the check: {e:#}"))?;
+                _fetch_dir = Some(dir);
+                Located {
+                    store: store.name(),
+                    sealed_file: f.sealed_file,
+                    cache_dir: f.cache_dir,
+                }
+            }
+        };
         let replica =
             PrivateReplicaInfo::new(post_proof, sector.comm_r, at.cache_dir, at.sealed_file);
-        let challenge = rand::random::<u64>() % (size / 32);
         let call = std::panic::catch_unwind(|| {
             filecoin_proofs_api::post::generate_single_vanilla_proof(
                 post_proof,

@@ -5,11 +5,15 @@
 //! | [`window`] | the window PoSt scheduler (`daemon run --poster`) |
 //! | [`winning`] | winning PoSt for the chain's elections (`daemon run --miner`), the warmup |
 //! | [`checks`] | where a sector's files are, whether they can be proven (`[Common.Proving]`) |
-//! | [`prover`] | builtin or ext-provers (`ext-prover.cfg`) |
+//! | [`fetch`] | PoSt of sectors in plugin stores: what the proof reads, fetched by ranged reads |
+//! | [`prover`] | builtin or ext-provers (`ext-prover.cfg`), or worker-provers through [`jobs`] |
+//! | [`jobs`] | the window PoSt job queue of worker-provers (`--worker-prover`, `Venus.WdPoSt*`) |
 //! | [`api`] | the `Venus.Proving*` methods behind `util sealer proving` |
 
 pub mod api;
 pub mod checks;
+pub mod fetch;
+pub mod jobs;
 pub mod prover;
 pub mod window;
 pub mod winning;

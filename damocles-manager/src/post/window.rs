@@ -32,13 +32,15 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 use vc_processors::tasks::{PoStReplicaInfo, WindowPoSt};
 
+use super::prover::WindowJob;
 use super::Proving;
 use crate::config::MinerConfig;
 use crate::db::{now_secs, PoStSent};
 
-/// Partitions per SubmitWindowedPoSt when MaxPartitionsPerPoStMessage is 0
-/// (Filecoin's PoStedPartitionsMax for the small sector sizes is larger; a
-/// few per message keeps one bad batch from failing many partitions).
+/// The most partitions one SubmitWindowedPoSt may carry: Filecoin's
+/// PoStedPartitionsMax, for every proof type (its AddressedSectorsMax bound
+/// is larger for all sizes). MaxPartitionsPerPoStMessage 0 means this; a
+/// larger value is capped to it.
 pub const DEFAULT_PARTITIONS_PER_MESSAGE: usize = 3;
 
 /// What became of one deadline.
@@ -183,7 +185,7 @@ async fn prove_deadline(p: &Proving, m: &MinerConfig, dl: DeadlineInfo) -> Resul
     }
     let per_message = match m.post.max_partitions_per_po_st_message {
         0 => DEFAULT_PARTITIONS_PER_MESSAGE,
-        n => n as usize,
+        n => (n as usize).min(DEFAULT_PARTITIONS_PER_MESSAGE),
     };
     let batches: Vec<Vec<PartitionState>> = todo.chunks(per_message).map(<[_]>::to_vec).collect();
     info!(
@@ -204,10 +206,23 @@ async fn prove_deadline(p: &Proving, m: &MinerConfig, dl: DeadlineInfo) -> Resul
         .into_iter()
         .filter_map(|r| r.err().map(|e| format!("{e:#}")))
         .collect();
-    if failed.is_empty() {
+    if !failed.is_empty() {
+        return Ok(DeadlineOutcome::Missed(failed.join("; ")));
+    }
+    // A partition none of whose sectors could be proven was left out of its
+    // message: the chain turns its sectors faulty at close, as for a miss.
+    let proven = already_sent(p, miner, dl).await?;
+    let left_out: Vec<u64> = todo
+        .iter()
+        .map(|part| part.index)
+        .filter(|i| !proven.contains(i))
+        .collect();
+    if left_out.is_empty() {
         Ok(DeadlineOutcome::Proven)
     } else {
-        Ok(DeadlineOutcome::Missed(failed.join("; ")))
+        Ok(DeadlineOutcome::Missed(format!(
+            "partitions {left_out:?} unproven: none of their sectors could be proven"
+        )))
     }
 }
 
@@ -327,6 +342,7 @@ async fn attempt_proof(
     let miner = m.actor;
     let mut partitions = Vec::new();
     let mut replicas: Vec<PoStReplicaInfo> = Vec::new();
+    let mut stores: Vec<String> = Vec::new();
     let mut proven_sectors: BTreeMap<u64, SectorOnChain> = BTreeMap::new();
     for part in batch {
         let to_prove = part.to_prove();
@@ -335,7 +351,7 @@ async fn attempt_proof(
             .checker
             .bad_sectors(miner, &infos, proof_type, m.post.strict_check)
             .await;
-        let mut good: BTreeMap<u64, PoStReplicaInfo> = BTreeMap::new();
+        let mut good: BTreeMap<u64, (PoStReplicaInfo, String)> = BTreeMap::new();
         for s in &infos {
             if bad.contains_key(&s.number) || skipped_by_prover.contains(&s.number) {
                 continue;
@@ -364,7 +380,9 @@ async fn attempt_proof(
         // damocles' shape: every sector of the partition in order, the
         // first good one standing in for each that is not proven.
         for n in &part.all {
-            replicas.push(good.get(n).cloned().unwrap_or_else(|| first.clone()));
+            let (replica, store) = good.get(n).cloned().unwrap_or_else(|| first.clone());
+            replicas.push(replica);
+            stores.push(store);
         }
         partitions.push(PoStPartition {
             index: part.index,
@@ -376,33 +394,63 @@ async fn attempt_proof(
     }
     let randomness = p.chain.window_post_randomness(miner, &dl).await?;
     let seed = post_seed(randomness);
-    let task = WindowPoSt {
+    let mut task = WindowPoSt {
         miner_id: miner,
         proof_type,
         replicas,
         seed,
     };
     let started = Instant::now();
-    let limit = attempt_limit(p.time_left(dl.close));
-    let out = p.window_prover.prove(task, limit).await.context("prover")?;
+    // Sectors in plugin stores: fetched here for this process's provers.
+    let _local = super::fetch::localize_window(p, &mut task).await?;
+    if !_local.failed.is_empty() {
+        return Ok(Attempt::Faults(_local.failed.keys().copied().collect()));
+    }
+    let left = p.time_left(dl.close);
+    let limit = if p.window_prover.keeps_jobs() {
+        left
+    } else {
+        attempt_limit(left)
+    };
+    let job = WindowJob {
+        deadline_idx: dl.index,
+        partitions: partitions.iter().map(|p| p.index).collect(),
+        close: dl.close,
+        stores,
+    };
+    let proved = p
+        .window_prover
+        .prove_window(task, job, limit)
+        .await
+        .context("prover")?;
+    let out = proved.output;
     if !out.faults.is_empty() {
         return Ok(Attempt::Faults(out.faults));
     }
     if out.proofs.is_empty() {
+        p.window_prover.discard(proved.job.as_deref());
         bail!("the prover returned no proof and no faulty sector");
     }
     let elapsed = started.elapsed();
-    p.metrics
-        .post_seconds("window", p.window_prover.label(), elapsed.as_secs_f64());
     // The challenge must not have changed meanwhile (a reorg past it).
     if p.chain.window_post_randomness(miner, &dl).await? != randomness {
         bail!("the deadline's challenge changed while proving");
     }
     let proof_bytes: Vec<u8> = out.proofs.into_iter().flat_map(|b| b.0).collect();
-    let ok = verify_window(miner, proof_type, seed, &proof_bytes, &proven_sectors).await?;
-    if !ok {
-        bail!("the prover's proof does not verify; it is not sent");
+    // A corrupt proof may fail to parse (an error) or to verify (false).
+    let wrong = match verify_window(miner, proof_type, seed, &proof_bytes, &proven_sectors).await {
+        Ok(true) => None,
+        Ok(false) => Some(String::new()),
+        Err(e) => Some(format!(" ({e:#})")),
+    };
+    if let Some(why) = wrong {
+        // A worker's job with a wrong proof would answer the retry again.
+        p.window_prover.discard(proved.job.as_deref());
+        bail!("the prover's proof does not verify{why}; it is not sent");
     }
+    // Only proofs that verify count: a corrupt one is an error, not a duration.
+    p.metrics
+        .post_seconds("window", p.window_prover.label(), elapsed.as_secs_f64());
     info!(partitions = ?partitions.iter().map(|p| p.index).collect::<Vec<_>>(), sectors = proven_sectors.len(), prover = p.window_prover.label(), elapsed = ?elapsed, "window PoSt generated and verified");
     Ok(Attempt::Proven(Proven {
         partitions,

@@ -89,7 +89,7 @@ async fn prove(p: &Proving, c: &WinningChallenge) -> Result<Vec<u8>> {
     let replicas = c
         .sectors
         .iter()
-        .map(|s| p.checker.locator.replica(s, c.miner))
+        .map(|s| p.checker.locator.replica(s, c.miner).map(|(r, _)| r))
         .collect::<std::result::Result<Vec<_>, String>>()
         .map_err(|e| anyhow!(e))?;
     let left = std::time::Duration::from_millis(
@@ -97,13 +97,25 @@ async fn prove(p: &Proving, c: &WinningChallenge) -> Result<Vec<u8>> {
             .saturating_sub(crate::db::now_secs() * 1000)
             .max(1000),
     );
-    let task = WinningPoSt {
+    let mut task = WinningPoSt {
         miner_id: c.miner,
         proof_type: c.proof_type,
         replicas,
         seed: post_seed(c.randomness),
     };
     let started = Instant::now();
+    let local = super::fetch::localize(
+        p,
+        "winning",
+        c.miner,
+        c.proof_type,
+        task.seed,
+        &mut task.replicas,
+    )
+    .await?;
+    if let Some((n, why)) = local.failed.iter().next() {
+        bail!("sector {n}: {why}");
+    }
     let out = p.winning_prover.prove(task, left).await.context("prover")?;
     p.metrics.post_seconds(
         "winning",
@@ -129,18 +141,24 @@ pub async fn warmup(p: &Proving, miners: &[ActorID]) -> Result<()> {
         let proof_type = damocles_devnet::devnet::winning_post_proof_for(info.sector_size)
             .map_err(|e| anyhow!("{e}"))?;
         let seed = post_seed([7u8; 32]);
-        let replica = p
+        let (replica, _) = p
             .checker
             .locator
             .replica(&sector, miner)
             .map_err(|e| anyhow!(e))?;
         let started = Instant::now();
-        let task = WinningPoSt {
+        let mut task = WinningPoSt {
             miner_id: miner,
             proof_type,
             replicas: vec![replica],
             seed,
         };
+        let local =
+            super::fetch::localize(p, "winning", miner, proof_type, seed, &mut task.replicas)
+                .await?;
+        if let Some((n, why)) = local.failed.iter().next() {
+            bail!("warmup proof over sector {n} of miner {miner}: {why}");
+        }
         let out = p
             .winning_prover
             .prove(task, std::time::Duration::from_secs(600))

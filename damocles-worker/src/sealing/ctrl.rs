@@ -92,6 +92,8 @@ struct Inner {
 pub struct Ctrl {
     pub index: usize,
     pub location: String,
+    /// `sealer` or `wdpost`.
+    pub plan: &'static str,
     inner: Mutex<Inner>,
     pause_requested: AtomicBool,
     set_state: Mutex<Option<State>>,
@@ -113,9 +115,15 @@ pub struct ThreadInfo {
 
 impl Ctrl {
     pub fn new(index: usize, location: String) -> Ctrl {
+        Ctrl::with_plan(index, location, "sealer")
+    }
+
+    /// A thread of `plan` (`sealer`, `wdpost`).
+    pub fn with_plan(index: usize, location: String, plan: &'static str) -> Ctrl {
         Ctrl {
             index,
             location,
+            plan,
             inner: Mutex::new(Inner {
                 job_id: None,
                 job_state: None,
@@ -217,7 +225,7 @@ impl Ctrl {
             };
             ThreadInfo {
                 location: self.location.clone(),
-                plan: "sealer".into(),
+                plan: self.plan.into(),
                 job_id: i.job_id.clone(),
                 index: self.index,
                 thread_state,

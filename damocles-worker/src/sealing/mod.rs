@@ -12,3 +12,4 @@ pub mod ctrl;
 pub mod doc_store;
 pub mod state;
 pub mod thread;
+pub mod wdpost;

@@ -37,6 +37,19 @@ impl ManagerProcess {
         seed_delay: u32,
         edit: impl FnOnce(String) -> String,
     ) -> Result<()> {
+        Self::init_with(bin, home, block_time, seed_delay, &[], edit)
+    }
+
+    /// [`ManagerProcess::init`] with more `daemon init` flags (`--pre-seal N`,
+    /// `--policy Key=Value`).
+    pub fn init_with(
+        bin: &Path,
+        home: &Path,
+        block_time: &str,
+        seed_delay: u32,
+        extra: &[&str],
+        edit: impl FnOnce(String) -> String,
+    ) -> Result<()> {
         let out = Command::new(bin)
             .arg("--home")
             .arg(home)
@@ -54,6 +67,7 @@ impl ManagerProcess {
                 "--seed-delay",
                 &seed_delay.to_string(),
             ])
+            .args(extra)
             .output()
             .with_context(|| format!("run {}", bin.display()))?;
         ensure!(

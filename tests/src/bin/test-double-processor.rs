@@ -21,8 +21,9 @@
 //! `post <window_post|winning_post>`: the real builtin PoSt stage behind the
 //! real consumer, misbehaving as `TEST_DOUBLE_POST_PLAN` says for successive
 //! tasks (counted in the file `TEST_DOUBLE_COUNT`, so across restarts):
-//! a comma list of `hang` (never returns), `sigkill` (SIGKILLs itself half a
-//! second into the task), `corrupt` (a real proof with a flipped byte);
+//! a comma list of `hang` (never returns; the process exits after 5 min),
+//! `sigkill` (SIGKILLs itself half a second into the task), `corrupt` (a
+//! real proof with a flipped byte);
 //! tasks beyond the list are proven honestly.
 //!
 //! `v1-post <window_post|winning_post>`: the builtin PoSt stage behind a
@@ -134,9 +135,13 @@ where
         let n = attempts_so_far();
         count_attempt();
         match plan.get(n).map(String::as_str) {
-            Some("hang") => loop {
-                std::thread::sleep(Duration::from_secs(3600));
-            },
+            // Longer than any test waits; bounded so that a child whose
+            // parent died mid-hang (stdin closed, a request still running)
+            // does not outlive the test run.
+            Some("hang") => {
+                std::thread::sleep(Duration::from_secs(300));
+                std::process::exit(3)
+            }
             Some("sigkill") => {
                 std::thread::sleep(Duration::from_millis(500));
                 let _ = std::process::Command::new("kill")

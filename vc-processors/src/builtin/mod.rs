@@ -183,6 +183,34 @@ impl Processor<WinningPoSt> for BuiltinProcessor {
     }
 }
 
+impl Processor<PoStVanilla> for BuiltinProcessor {
+    fn process(&self, t: PoStVanilla, _: &Ctx) -> Result<PoStVanillaOutput> {
+        catch_panic(|| post_vanilla(&t))
+    }
+}
+
+impl Processor<PoStSnark> for BuiltinProcessor {
+    fn process(&self, t: PoStSnark, _: &Ctx) -> Result<PoStSnarkOutput> {
+        catch_panic(|| {
+            if t.vanilla_proofs.is_empty() {
+                return Err(permanent(anyhow!("no vanilla proofs given")));
+            }
+            let vanilla: Vec<Vec<u8>> = t.vanilla_proofs.into_iter().map(|b| b.0).collect();
+            let prover = prover_id(t.miner_id);
+            let proofs = if is_winning(t.proof_type) {
+                post::generate_winning_post_with_vanilla(t.proof_type, &t.seed, prover, &vanilla)
+            } else {
+                post::generate_window_post_with_vanilla(t.proof_type, &t.seed, prover, &vanilla)
+            }
+            .map_err(params_hint)
+            .with_context(|| format!("PoSt SNARK of miner {}", t.miner_id))?;
+            Ok(PoStSnarkOutput {
+                proofs: proofs.into_iter().map(|(_, p)| B64Bytes(p)).collect(),
+            })
+        })
+    }
+}
+
 impl Processor<Unseal> for BuiltinProcessor {
     fn process(&self, t: Unseal, _: &Ctx) -> Result<UnpaddedBytesAmount> {
         catch_panic(|| {
@@ -354,6 +382,60 @@ fn window_post(t: &WindowPoSt) -> Result<WindowPoStOutput> {
             }
         }
     }
+}
+
+/// Whether a PoSt proof type is a winning one (else window).
+fn is_winning(proof: RegisteredPoStProof) -> bool {
+    format!("{proof:?}").starts_with("StackedDrgWinning")
+}
+
+/// Vanilla proofs of every sector, challenged as `generate_window_post` /
+/// `generate_winning_post` would challenge them; sectors whose files are
+/// missing or do not prove are faults, as `window_post` reports them.
+fn post_vanilla(t: &PoStVanilla) -> Result<PoStVanillaOutput> {
+    let replicas = private_replicas(t.proof_type, &t.replicas)?;
+    let size = u64::from(t.proof_type.sector_size());
+    let ids: Vec<SectorId> = replicas.keys().copied().collect();
+    let challenges = post::generate_fallback_sector_challenges(
+        t.proof_type,
+        &t.seed,
+        &ids,
+        prover_id(t.miner_id),
+    )
+    .with_context(|| format!("PoSt challenges of miner {}", t.miner_id))?;
+    let mut proofs = Vec::with_capacity(replicas.len());
+    let mut faults = Vec::new();
+    for (id, info) in &replicas {
+        let r = t
+            .replicas
+            .iter()
+            .find(|r| r.sector_id == *id)
+            .expect("every replica is listed");
+        if !replica_files_present(r, size) {
+            faults.push(u64::from(*id));
+            continue;
+        }
+        let ch = challenges
+            .get(id)
+            .with_context(|| format!("no challenges drawn for sector {}", u64::from(*id)))?;
+        match post::generate_single_vanilla_proof(t.proof_type, *id, info, ch) {
+            Ok(p) => proofs.push(B64Bytes(p)),
+            Err(e) => {
+                tracing::warn!(miner = t.miner_id, sector = u64::from(*id), error = %format!("{e:#}"), "vanilla proof failed: a fault");
+                faults.push(u64::from(*id));
+            }
+        }
+    }
+    if !faults.is_empty() {
+        return Ok(PoStVanillaOutput {
+            proofs: vec![],
+            faults,
+        });
+    }
+    Ok(PoStVanillaOutput {
+        proofs,
+        faults: vec![],
+    })
 }
 
 fn private_replicas(

@@ -6,21 +6,25 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use damocles_api::cli::ManagerCliApiServer;
+use damocles_api::proxy::ProxyApiServer;
 use damocles_api::rpc::SealerApiServer;
 use damocles_api::Permission;
+use damocles_chain::Chain;
 use damocles_devnet::{Devnet, DevnetMiner};
+use jsonrpsee::RpcModule;
 use tracing::{info, warn};
 
-use crate::config::{self, parse_sector_size};
+use crate::config::{self, parse_sector_size, ManagerConfig};
 use crate::db::{now_secs, Db};
 use crate::ext_prover::{self, PoStKind};
 use crate::home::{write_private, Home};
 use crate::metrics::Metrics;
 use crate::post::api::ProvingRpc;
-use crate::post::checks::{Checker, Locator};
+use crate::post::checks::{Checker, Locator, SectorIndex};
 use crate::post::jobs::{Jobs, JobsRpc};
 use crate::post::prover::Prover;
 use crate::post::Proving;
+use crate::proxy::{ProxyIndex, ProxyRpc, RemoteChain};
 use crate::sealer::Sealer;
 use crate::server;
 use crate::stores::{load_plugins, PieceStores, Stores};
@@ -185,6 +189,11 @@ pub struct RunOptions {
     pub worker_prover: bool,
     /// With `miner`: one winning PoSt at start.
     pub warmup: bool,
+    /// A poster node: the sealing manager (`host:port` or URL) whose chain
+    /// and sector index this manager proves for.
+    pub proxy: Option<String>,
+    /// The file holding a token of the `proxy` manager (`sign`).
+    pub proxy_token_file: Option<PathBuf>,
 }
 
 /// Loads everything, checks it, serves until SIGINT/SIGTERM.
@@ -245,32 +254,44 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         None => window_prover,
     };
     spawn_worker_sweep(db.clone());
-    let miners: Vec<DevnetMiner> = cfg
-        .miners
-        .iter()
-        .map(|m| DevnetMiner {
-            actor: m.actor,
-            sector_size,
-        })
-        .collect();
-    let devnet = Arc::new(
-        Devnet::open(
-            db.raw(),
-            cfg.devnet.block_time,
-            cfg.devnet.policy.clone(),
-            &miners,
-        )
-        .context("open the devnet chain")?,
-    );
-    devnet.advance().context("devnet: execute due messages")?;
-    let _ticker = devnet.spawn_ticker();
+    // The chain and the sector index: this manager's own (the devnet and its
+    // database), or a poster node's, read from the sealing manager.
+    let (chain, index, devnet): (Arc<dyn Chain>, SectorIndex, Option<Arc<Devnet>>) =
+        match &opts.proxy {
+            Some(addr) => {
+                let (chain, index) = connect_proxy(&cfg, &opts, addr).await?;
+                (chain, index, None)
+            }
+            None => {
+                let miners: Vec<DevnetMiner> = cfg
+                    .miners
+                    .iter()
+                    .map(|m| DevnetMiner {
+                        actor: m.actor,
+                        sector_size,
+                    })
+                    .collect();
+                let devnet = Arc::new(
+                    Devnet::open(
+                        db.raw(),
+                        cfg.devnet.block_time,
+                        cfg.devnet.policy.clone(),
+                        &miners,
+                    )
+                    .context("open the devnet chain")?,
+                );
+                devnet.advance().context("devnet: execute due messages")?;
+                (devnet.clone(), SectorIndex::Local(db.clone()), Some(devnet))
+            }
+        };
+    let _ticker = devnet.as_ref().map(|d| d.spawn_ticker());
 
     let metrics = Arc::new(Metrics::new());
     {
-        let (metrics, devnet) = (Arc::clone(&metrics), Arc::clone(&devnet));
+        let (metrics, heads) = (Arc::clone(&metrics), chain.head_changes());
         tokio::spawn(async move {
             loop {
-                metrics.chain_head.set(devnet.head_now().epoch);
+                metrics.chain_head.set(heads.borrow().epoch);
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         });
@@ -283,9 +304,9 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         }
     }
     let proving = Arc::new(Proving {
-        chain: devnet.clone(),
+        chain: Arc::clone(&chain),
         checker: Checker::new(
-            Locator::new(db.clone(), Arc::new(stores.clone()), home.post_fetch()),
+            Locator::new(index, Arc::new(stores.clone()), home.post_fetch()),
             cfg.common.proving.clone(),
         ),
         window_prover: Arc::new(window_prover),
@@ -293,23 +314,33 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         db: db.clone(),
         metrics: Arc::clone(&metrics),
     });
-    let sealer = Sealer::new(
-        cfg.clone(),
-        db,
-        devnet.clone(),
-        stores,
-        Arc::clone(&metrics),
-    );
-    let mut methods = SealerApiServer::into_rpc(sealer.clone());
-    methods.merge(ManagerCliApiServer::into_rpc(sealer))?;
+    let mut methods = RpcModule::new(());
+    if devnet.is_some() {
+        // The sealing manager: workers' and operators' methods, and what
+        // poster nodes read. A poster node seals nothing: a worker pointed
+        // at it gets "method not found".
+        let sealer = Sealer::new(
+            cfg.clone(),
+            db.clone(),
+            Arc::clone(&chain),
+            stores,
+            Arc::clone(&metrics),
+        );
+        methods.merge(SealerApiServer::into_rpc(sealer.clone()))?;
+        methods.merge(ManagerCliApiServer::into_rpc(sealer))?;
+        methods.merge(ProxyApiServer::into_rpc(ProxyRpc::new(
+            Arc::clone(&chain),
+            db,
+        )))?;
+    }
     if let Some(jobs) = &jobs {
         methods.merge(WdPoStApiServer::into_rpc(JobsRpc {
             jobs: Arc::clone(jobs),
         }))?;
-        let devnet = Arc::clone(&devnet);
+        let heads = chain.head_changes();
         jobs.spawn_loops(move || {
-            let devnet = Arc::clone(&devnet);
-            async move { Some(devnet.head_now().epoch) }
+            let epoch = heads.borrow().epoch;
+            async move { Some(epoch) }
         });
     }
     methods.merge(ProvingApiServer::into_rpc(ProvingRpc::new(
@@ -357,7 +388,7 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         &home.api(),
         format!("http://{addr}{}\n", server::RPC_PATH).as_bytes(),
     )?;
-    info!(%addr, path = server::RPC_PATH, home = %home.path().display(), head = devnet.head_now().epoch, "damocles-manager serving");
+    info!(%addr, path = server::RPC_PATH, home = %home.path().display(), head = chain.head_changes().borrow().epoch, network = %chain.network(), "damocles-manager serving");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -368,6 +399,52 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
     let _ = handle.stop();
     let _ = std::fs::remove_file(home.api());
     Ok(())
+}
+
+/// A poster node's chain and sector index: the sealing manager at `addr`,
+/// checked before anything starts (reachable, the token accepted, every
+/// configured miner on its chain, the same deadline geometry as this
+/// config's [Devnet.Policy], which the confidences were checked against).
+async fn connect_proxy(
+    cfg: &ManagerConfig,
+    opts: &RunOptions,
+    addr: &str,
+) -> Result<(Arc<dyn Chain>, SectorIndex)> {
+    if !opts.poster && !opts.miner {
+        bail!("--proxy: a poster node only proves; give --poster, --miner or both");
+    }
+    let token_file = opts.proxy_token_file.as_ref().context(
+        "--proxy needs --proxy-token-file: a file holding a token of the sealing manager with `sign` \
+         (made there by `damocles-manager util auth create-token sign`)",
+    )?;
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("--proxy-token-file {}", token_file.display()))?;
+    let url = crate::proxy::proxy_url(addr);
+    let client = crate::proxy::client(&url, &token)?;
+    let chain = RemoteChain::connect(&url, client.clone()).await?;
+    let head = chain.head_changes().borrow().epoch;
+    let policy = &cfg.devnet.policy;
+    for (i, m) in cfg.miners.iter().enumerate() {
+        chain.miner_info(m.actor).await.with_context(|| {
+            format!(
+                "key Miners[{i}].Actor ({}): not a miner on the chain behind --proxy {url}",
+                m.actor
+            )
+        })?;
+        let dl = chain.deadline_info(m.actor, head).await?;
+        let (window, lookback) = (dl.close - dl.open, dl.open - dl.challenge);
+        if window != policy.challenge_window || lookback != policy.challenge_lookback {
+            bail!(
+                "keys Devnet.Policy.ChallengeWindow ({}) and ChallengeLookback ({}) differ from the chain \
+                 behind --proxy {url} ({window} and {lookback}): copy the sealing manager's [Devnet] section, \
+                 which the PoSt confidences are checked against",
+                policy.challenge_window,
+                policy.challenge_lookback
+            );
+        }
+    }
+    let index = SectorIndex::Proxy(Arc::new(ProxyIndex::new(&url, client)));
+    Ok((Arc::new(chain), index))
 }
 
 /// The PoSt provers: in process, or with `--ext-prover` the children of

@@ -11,6 +11,7 @@
 //! | [`server`] | the paths and metrics behind the gate (`damocles-gate`) |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`post`] | window PoSt scheduler, winning PoSt, sector checks, provers, the proving RPCs |
+//! | [`proxy`] | poster nodes: the sealing manager's chain and sector index over RPC |
 //! | [`preseal`] | `daemon init --pre-seal`: CC sectors active at the devnet's genesis |
 //! | [`daemon`] | `daemon init` / `daemon run` |
 
@@ -23,6 +24,7 @@ pub mod home;
 pub mod metrics;
 pub mod post;
 pub mod preseal;
+pub mod proxy;
 pub mod sealer;
 pub mod server;
 pub mod stores;

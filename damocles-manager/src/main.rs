@@ -99,7 +99,7 @@ enum DaemonCmd {
         #[arg(long, value_name = "KEY=VALUE")]
         policy: Vec<String>,
     },
-    /// Serve the RPC (and run the devnet chain) until interrupted.
+    /// Serve the RPC (and run the devnet chain, unless --proxy) until interrupted.
     Run {
         /// Listen address; overrides Common.API.Listen.
         #[arg(long)]
@@ -126,6 +126,16 @@ enum DaemonCmd {
         /// election finds the parameters loaded; a failure stops the start.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
         warmup: bool,
+        /// Run as a poster node for the sealing manager at ADDR (`host:port`
+        /// or its RPC URL): read its chain and sector index over its RPC
+        /// (Venus.Proxy*) and prove from the same persist stores, named
+        /// alike in this home's config. Needs --poster and/or --miner.
+        #[arg(long, value_name = "ADDR", requires = "proxy_token_file")]
+        proxy: Option<String>,
+        /// With --proxy: a file holding a token of the sealing manager with
+        /// `sign` (it carries this node's PoSt messages and winning proofs).
+        #[arg(long, value_name = "FILE", requires = "proxy")]
+        proxy_token_file: Option<PathBuf>,
     },
 }
 
@@ -324,6 +334,8 @@ async fn dispatch(home: Home, cmd: Cmd) -> Result<()> {
                     ext_prover,
                     worker_prover,
                     warmup,
+                    proxy,
+                    proxy_token_file,
                 },
         } => {
             daemon::run(
@@ -335,6 +347,8 @@ async fn dispatch(home: Home, cmd: Cmd) -> Result<()> {
                     ext_prover,
                     worker_prover,
                     warmup,
+                    proxy,
+                    proxy_token_file,
                 },
             )
             .await

@@ -291,3 +291,157 @@ async fn a_manager_killed_mid_deadline_proves_it_once_after_restart() {
         all_logs(&home)
     );
 }
+
+/// A poster node (`daemon run --poster --proxy A`) proves every deadline of
+/// the sectors of a sealing manager A that runs without `--poster`: it reads
+/// A's chain and sector index over A's RPC and proves from the same store.
+/// A keeps sealing (allocates sectors) meanwhile; the poster node seals
+/// nothing. A poster node that cannot reach its sealing manager, or whose
+/// config's deadline geometry differs from A's chain, fails at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poster_node_proves_every_deadline_for_a_sealing_manager() {
+    use damocles_e2e::manager::{allocate_one, init_home_with, start_fails};
+    proof_params(&[ParamSet::WindowPost2KiB]);
+    let dir = tempfile::tempdir().unwrap();
+    let (home_a, home_b) = (dir.path().join("sealing"), dir.path().join("poster"));
+    // 4 deadlines of 20 epochs at 500 ms: a period is 40 s. Sector numbers
+    // after the 4 genesis sectors stay allocatable on A.
+    init_post_home(&home_a, "500ms", 4, &["DeadlinesPerPeriod=4"], |t| t);
+    let a = ManagerProcess::start_with(&home_a, &[]);
+    // The poster node's home: its own database and tokens, A's config (the
+    // same miner, persist store and devnet policy).
+    init_home_with(&home_b, "500ms", &[]);
+    let cfg_a = std::fs::read_to_string(home_a.join("sector-manager.cfg")).unwrap();
+    std::fs::write(home_b.join("sector-manager.cfg"), &cfg_a).unwrap();
+    let token = dir.path().join("sealing.token");
+    std::fs::write(&token, a.token("sign")).unwrap();
+    let token = token.to_str().unwrap();
+
+    // Refused at start, naming what is wrong.
+    let err = start_fails(
+        &home_b,
+        &[
+            "--poster",
+            "--proxy",
+            "127.0.0.1:9",
+            "--proxy-token-file",
+            token,
+        ],
+    );
+    assert!(
+        err.contains("--proxy") && err.contains("127.0.0.1:9"),
+        "{err}"
+    );
+    std::fs::write(
+        home_b.join("sector-manager.cfg"),
+        cfg_a.replace("ChallengeWindow = 20", "ChallengeWindow = 10"),
+    )
+    .unwrap();
+    let err = start_fails(
+        &home_b,
+        &[
+            "--poster",
+            "--proxy",
+            &a.authority(),
+            "--proxy-token-file",
+            token,
+        ],
+    );
+    assert!(
+        err.contains("Devnet.Policy.ChallengeWindow") && err.contains("differ from the chain"),
+        "{err}"
+    );
+    std::fs::write(home_b.join("sector-manager.cfg"), &cfg_a).unwrap();
+
+    let b = ManagerProcess::start_with(
+        &home_b,
+        &[
+            "--poster",
+            "--proxy",
+            &a.authority(),
+            "--proxy-token-file",
+            token,
+        ],
+    );
+    let ca = a.client(Some(&a.token("write")));
+    let cb = b.client(Some(&b.token("read")));
+    let rows: Vec<DeadlineRow> = ca.proving_deadlines(None).await.unwrap();
+    let with_sectors = rows.iter().filter(|r| r.sectors > 0).count();
+    assert!(with_sectors >= 2, "{rows:?}");
+    // The poster node's view of the chain is A's.
+    assert_eq!(
+        cb.proving_deadlines(None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.sectors)
+            .collect::<Vec<_>>(),
+        rows.iter().map(|r| r.sectors).collect::<Vec<_>>()
+    );
+
+    let want = 2.0 * with_sectors as f64;
+    let allocated = std::sync::Mutex::new(Vec::new());
+    wait_until(
+        &b,
+        Duration::from_secs(150),
+        "two periods of deadlines proven by the poster node",
+        || {
+            let (ca, b) = (ca.clone(), &b);
+            let (allocated, home_a) = (&allocated, &home_a);
+            async move {
+                let info = ca.proving_info(None).await.unwrap();
+                assert_eq!(
+                    (info.faults, info.power),
+                    (0, 4 * SECTOR),
+                    "power dropped: {info:?}\n{}\n{}",
+                    all_logs(home_a),
+                    all_logs(&b.home)
+                );
+                assert_eq!(deadlines(b, "missed"), 0.0, "{}", all_logs(&b.home));
+                // The sealing manager keeps sealing meanwhile.
+                if allocated.lock().unwrap().len() < 2 {
+                    if let Some(s) = allocate_one(&ca, MINER).await {
+                        allocated.lock().unwrap().push(s.id.number);
+                    }
+                }
+                (deadlines(b, "proven") >= want).then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        *allocated.lock().unwrap(),
+        vec![5, 6],
+        "A allocated sectors while B proved"
+    );
+    assert!(
+        log_lines(&home_a, &["without a window PoSt"]).is_empty(),
+        "the devnet closed a deadline without a proof:\n{}",
+        all_logs(&home_a)
+    );
+    assert!(
+        log_lines(&home_a, &["window PoSt scheduler started"]).is_empty(),
+        "A runs no poster"
+    );
+    // Every proof A's chain holds this period came from B.
+    let proven_on_a: usize = ca
+        .proving_deadlines(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.proven_partitions.len())
+        .sum();
+    assert!(proven_on_a >= 1);
+    // B seals nothing: a worker's call gets "method not found".
+    let err = damocles_api::rpc::SealerApiClient::allocate_sector(
+        &b.client(Some(&b.token("write"))),
+        damocles_api::AllocateSectorSpec {
+            allowed_miners: Some(vec![MINER]),
+            allowed_proof_types: None,
+        },
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("Method not found"), "{err}");
+}

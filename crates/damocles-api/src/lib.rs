@@ -17,6 +17,7 @@ pub mod encoding;
 pub mod limits;
 pub mod perm;
 pub mod proving;
+pub mod proxy;
 pub mod rpc;
 pub mod state;
 pub mod types;

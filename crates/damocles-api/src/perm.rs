@@ -91,6 +91,23 @@ pub fn required(method: &str) -> Permission {
         // manager runs without --worker-prover: a caller with `write` then
         // gets "method not found", which damocles' worker reads as idle.
         "WdPoStAllocateJobs" | "WdPoStHeartbeatJobs" | "WdPoStFinishJob" => Permission::Write,
+        // A poster node (`--proxy`) reading the chain and the sector index.
+        "ProxyChainParams"
+        | "ProxyHead"
+        | "ProxyMinerInfo"
+        | "ProxyRandomness"
+        | "ProxyMessageStatus"
+        | "ProxyPreCommit"
+        | "ProxySector"
+        | "ProxyDeadlineInfo"
+        | "ProxyDeadlines"
+        | "ProxyPartitions"
+        | "ProxySectors"
+        | "ProxyOpenWinningChallenges"
+        | "ProxyBlocks"
+        | "ProxySectorStores" => Permission::Read,
+        // A poster node sending messages and winning proofs on the miner's behalf.
+        "ProxyPushMessage" | "ProxySubmitWinningPoSt" => Permission::Sign,
         // Operator actions and anything not listed.
         _ => Permission::Admin,
     }
@@ -113,6 +130,9 @@ mod tests {
         assert_eq!(required("Venus.WdPoStFinishJob"), Permission::Write);
         assert_eq!(required("Venus.WdPoStAllJobs"), Permission::Read);
         assert_eq!(required("Venus.WdPoStResetJob"), Permission::Admin);
+        assert_eq!(required("Venus.ProxyDeadlines"), Permission::Read);
+        assert_eq!(required("Venus.ProxyPushMessage"), Permission::Sign);
+        assert_eq!(required("Venus.ProxySubmitWinningPoSt"), Permission::Sign);
         assert_eq!(required("Venus.SomethingNew"), Permission::Admin);
         assert_eq!(required("Other.ListSectors"), Permission::Admin);
     }

@@ -63,6 +63,10 @@ pub enum ChainError {
     /// The request makes no sense to the chain.
     #[error("{0}")]
     Invalid(String),
+    /// The chain is reached through another process (a poster node's
+    /// sealing manager) that failed the call or could not be reached.
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// A chain call's result.

@@ -17,12 +17,21 @@ use vc_processors::tasks::PoStReplicaInfo;
 
 use crate::config::ProvingConfig;
 use crate::db::Db;
+use crate::proxy::ProxyIndex;
 use crate::stores::{PersistStore, Stores};
+
+/// Which persist store holds a sector: this manager's database, or for a
+/// poster node (`--proxy`) the sealing manager's.
+#[derive(Clone)]
+pub enum SectorIndex {
+    Local(Db),
+    Proxy(Arc<ProxyIndex>),
+}
 
 /// Finds the files of the manager's sectors in its persist stores.
 #[derive(Clone)]
 pub struct Locator {
-    db: Db,
+    index: SectorIndex,
     stores: Arc<Stores>,
     /// Where the files of sectors in plugin stores are fetched to.
     fetch_root: PathBuf,
@@ -40,9 +49,9 @@ pub struct Located {
 }
 
 impl Locator {
-    pub fn new(db: Db, stores: Arc<Stores>, fetch_root: PathBuf) -> Locator {
+    pub fn new(index: SectorIndex, stores: Arc<Stores>, fetch_root: PathBuf) -> Locator {
         Locator {
-            db,
+            index,
             stores,
             fetch_root,
         }
@@ -64,15 +73,28 @@ impl Locator {
         )
     }
 
+    /// Makes `numbers` known to [`Locator::locate`] and the checks: a poster
+    /// node asks the sealing manager where they are (one call); this
+    /// manager's own database needs nothing.
+    pub async fn resolve(&self, miner: u64, numbers: impl IntoIterator<Item = SectorNumber>) {
+        if let SectorIndex::Proxy(index) = &self.index {
+            index.resolve(miner, numbers.into_iter().collect()).await;
+        }
+    }
+
     fn store_of(&self, id: SectorID) -> Result<&PersistStore, String> {
-        let (state, _) = self
-            .db
-            .find(id)
-            .map_err(|e| format!("sector {id}: database: {e}"))?
-            .ok_or_else(|| format!("sector {id} is not in this manager's database"))?;
-        let name = state
-            .persisted
-            .ok_or_else(|| format!("sector {id} has no persist store on record"))?;
+        let name = match &self.index {
+            SectorIndex::Local(db) => {
+                let (state, _) = db
+                    .find(id)
+                    .map_err(|e| format!("sector {id}: database: {e}"))?
+                    .ok_or_else(|| format!("sector {id} is not in this manager's database"))?;
+                state
+                    .persisted
+                    .ok_or_else(|| format!("sector {id} has no persist store on record"))?
+            }
+            SectorIndex::Proxy(index) => index.store(id)?,
+        };
         self.stores
             .get(&name)
             .ok_or_else(|| format!("sector {id} is in store {name:?}, which is not in the config"))
@@ -221,6 +243,9 @@ impl Checker {
         post_proof: RegisteredPoStProof,
         strict: bool,
     ) -> BTreeMap<SectorNumber, String> {
+        self.locator
+            .resolve(miner, sectors.iter().map(|s| s.number))
+            .await;
         let limit = match self.cfg.parallel_check_limit {
             n if n <= 0 => sectors.len().max(1),
             n => n as usize,

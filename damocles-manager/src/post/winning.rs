@@ -86,6 +86,10 @@ async fn answer(p: Arc<Proving>, c: WinningChallenge) {
 }
 
 async fn prove(p: &Proving, c: &WinningChallenge) -> Result<Vec<u8>> {
+    p.checker
+        .locator
+        .resolve(c.miner, c.sectors.iter().map(|s| s.number))
+        .await;
     let replicas = c
         .sectors
         .iter()
@@ -141,6 +145,7 @@ pub async fn warmup(p: &Proving, miners: &[ActorID]) -> Result<()> {
         let proof_type = damocles_devnet::devnet::winning_post_proof_for(info.sector_size)
             .map_err(|e| anyhow!("{e}"))?;
         let seed = post_seed([7u8; 32]);
+        p.checker.locator.resolve(miner, [sector.number]).await;
         let (replica, _) = p
             .checker
             .locator

@@ -415,7 +415,7 @@ async fn connect_proxy(
     }
     let token_file = opts.proxy_token_file.as_ref().context(
         "--proxy needs --proxy-token-file: a file holding a token of the sealing manager with `sign` \
-         (made there by `damocles-manager util auth create-token sign`)",
+         (made there by `damocles-manager util auth create-token --perm sign`)",
     )?;
     let token = std::fs::read_to_string(token_file)
         .with_context(|| format!("--proxy-token-file {}", token_file.display()))?;

@@ -2,13 +2,14 @@
 //! miner won (as venus-gateway's `ComputeProof` event does); the manager
 //! proves the challenged sectors and hands the proof in before the cutoff.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use damocles_chain::{post_seed, ActorID, BlockOutcome, Epoch, WinningChallenge};
 use filecoin_proofs_api::{PublicReplicaInfo, SectorId};
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tracing::{error, info, info_span, warn, Instrument};
 use vc_processors::tasks::WinningPoSt;
@@ -25,6 +26,13 @@ pub fn spawn(p: Arc<Proving>, miners: Vec<ActorID>) -> JoinHandle<()> {
         info!(miners = ?miners, "winning PoSt: answering elections");
         let mut heads = p.chain.head_changes();
         let mut seen: HashSet<(ActorID, Epoch)> = HashSet::new();
+        // One proof at a time per miner: elections that come faster than
+        // proofs (short devnet blocks, a C2 sharing the cores) would
+        // otherwise all run at once and all miss their cutoffs.
+        let turns: HashMap<ActorID, Arc<Mutex<()>>> = miners
+            .iter()
+            .map(|m| (*m, Arc::new(Mutex::new(()))))
+            .collect();
         loop {
             let head = heads.borrow_and_update().epoch;
             for &miner in &miners {
@@ -38,7 +46,8 @@ pub fn spawn(p: Arc<Proving>, miners: Vec<ActorID>) -> JoinHandle<()> {
                 for c in open {
                     if seen.insert((miner, c.epoch)) {
                         let span = info_span!("winning", miner, epoch = c.epoch);
-                        tokio::spawn(answer(Arc::clone(&p), c).instrument(span));
+                        let turn = Arc::clone(&turns[&miner]);
+                        tokio::spawn(answer(Arc::clone(&p), c, turn).instrument(span));
                     }
                 }
             }
@@ -50,8 +59,22 @@ pub fn spawn(p: Arc<Proving>, miners: Vec<ActorID>) -> JoinHandle<()> {
     })
 }
 
-async fn answer(p: Arc<Proving>, c: WinningChallenge) {
+async fn answer(p: Arc<Proving>, c: WinningChallenge, turn: Arc<Mutex<()>>) {
     let (miner, epoch) = (c.miner, c.epoch);
+    let _turn = turn.lock().await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if now_ms >= c.cutoff_unix_ms {
+        // Waited behind earlier proofs past the cutoff: a proof now could
+        // only be refused, and would delay the next election's.
+        p.metrics.block(&miner.to_string(), "missed");
+        error!(
+            late_ms = now_ms - c.cutoff_unix_ms,
+            "winning PoSt not started: the cutoff passed while an earlier election of this miner was proven; the block is lost"
+        );
+        return;
+    }
     info!(sectors = ?c.sectors.iter().map(|s| s.number).collect::<Vec<_>>(), "elected: proving");
     let proof = match prove(&p, &c).await {
         Ok(proof) => proof,

@@ -25,17 +25,7 @@ pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let profile_dir = profile_dir();
     BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("debug");
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--workspace", "--all-targets"]);
-        if profile == "release" {
-            cmd.arg("--release");
-        }
-        let status = cmd
+        let status = build_workspace_cmd(&profile_dir)
             .status()
             .unwrap_or_else(|e| panic!("run cargo to build the workspace binaries: {e}"));
         assert!(status.success(), "building the workspace binaries failed");
@@ -47,6 +37,40 @@ pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// `cargo build` of every target of the workspace, in `profile_dir`'s
+/// profile: the same feature unification as `.ci/run`'s build, so that after
+/// it nothing is rebuilt.
+///
+/// The variables cargo sets for running this test package are removed: a
+/// dependency's build script tracks `CARGO_MANIFEST_DIR` (ring's does), so
+/// with the test's value inherited this build relinked every crate above it,
+/// and the next plain `cargo build` relinked them all back.
+fn build_workspace_cmd(profile_dir: &std::path::Path) -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "--workspace", "--all-targets"]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let set_for_the_test = name.starts_with("CARGO_PKG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "OUT_DIR"
+            );
+        if set_for_the_test {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
 }
 
 /// The directory of this test's profile: target/<profile>/deps/<test> ->
@@ -63,15 +87,7 @@ fn profile_dir() -> PathBuf {
 /// use with the same cargo and profile, like [`workspace_bin`].
 pub fn workspace_cdylib(package: &str, lib: &str) -> PathBuf {
     let profile_dir = profile_dir();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    // Every target, like `workspace_bin`: the same feature unification as
-    // `.ci/run`'s build, so nothing is rebuilt.
-    cmd.args(["build", "--quiet", "--workspace", "--all-targets"]);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let status = cmd
+    let status = build_workspace_cmd(&profile_dir)
         .status()
         .unwrap_or_else(|e| panic!("run cargo to build {package}: {e}"));
     assert!(status.success(), "building {package} failed");

@@ -10,7 +10,10 @@
 //! worker B proves it and the deadline is proven in time.
 //!
 //! Two honest workers prove every deadline with sectors over two proving
-//! periods: no fault, no miss, every job succeeded at its first try.
+//! periods: no fault, no miss, every job succeeded at its first try. Worker B
+//! mounts the store at another path and attaches another store before it;
+//! it resolves the job's store name ("store-1") against its own
+//! `[[attached]]` names.
 
 use std::time::Duration;
 
@@ -19,6 +22,7 @@ use damocles_api::wdpost::{JobState, WdPoStApiClient};
 use damocles_e2e::manager::{cli, ManagerProcess};
 use damocles_e2e::post::{
     all_logs, deadlines, init_post_home, log_lines, metric, set_key, wait_until, wdpost_worker,
+    wdpost_worker_with,
 };
 use damocles_e2e::proof_params;
 use damocles_e2e::worker::kill_group;
@@ -161,9 +165,39 @@ async fn two_worker_provers_prove_every_deadline_over_two_periods() {
     // deadlines: 4 jobs in two periods.
     init_post_home(&home, "500ms", 2, &["DeadlinesPerPeriod=4"], |t| t);
     let m = ManagerProcess::start_with(&home, &["--poster", "--worker-prover"]);
-    let (mut a, _) = wdpost_worker(dir.path(), &m, "worker-a", "", "1s");
-    let (mut b, _) = wdpost_worker(dir.path(), &m, "worker-b", "", "1s");
+    // Worker B mounts the same store elsewhere (a symlink) and attaches
+    // another store first: jobs name the manager's store ("store-1"), and
+    // each worker resolves that name against its own `[[attached]]`, not
+    // by position or path.
+    let scratch = dir.path().join("scratch-b");
+    std::fs::create_dir(&scratch).unwrap();
+    let mount = dir.path().join("mnt-b");
+    std::os::unix::fs::symlink(home.join("store-1"), &mount).unwrap();
+    let b_stores = format!(
+        "[[attached]]\nname = \"scratch-b\"\nlocation = \"{}\"\nreadonly = true\n\n\
+         [[attached]]\nname = \"store-1\"\nlocation = \"{}\"\nreadonly = true\n",
+        scratch.display(),
+        mount.display()
+    );
+    let (mut b, _) = wdpost_worker_with(dir.path(), &m, "worker-b", "", "1s", &b_stores);
     let c = m.client(Some(&m.token("read")));
+    // B alone until it has proven a job, so that it surely takes one.
+    wait_until(&m, Duration::from_secs(60), "worker B proved a job", || {
+        let c = c.clone();
+        async move {
+            let all = c.wdpost_all_jobs().await.unwrap();
+            all.jobs
+                .iter()
+                .any(|j| {
+                    j.job.worker_name == "worker-b"
+                        && j.job.state == JobState::Finished
+                        && j.job.error_reason.is_empty()
+                })
+                .then_some(())
+        }
+    })
+    .await;
+    let (mut a, _) = wdpost_worker(dir.path(), &m, "worker-a", "", "1s");
     let with_sectors = c
         .proving_deadlines(None)
         .await

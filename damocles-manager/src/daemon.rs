@@ -331,6 +331,7 @@ pub async fn run(home: &Home, opts: RunOptions) -> Result<()> {
         methods.merge(ProxyApiServer::into_rpc(ProxyRpc::new(
             Arc::clone(&chain),
             db,
+            cfg.miners.iter().map(|m| m.actor).collect(),
         )))?;
     }
     if let Some(jobs) = &jobs {

@@ -35,11 +35,50 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct ProxyRpc {
     chain: Arc<dyn Chain>,
     db: Db,
+    /// The miners of this manager's config: the only ones a poster node
+    /// may send messages for.
+    miners: BTreeSet<ActorID>,
 }
 
 impl ProxyRpc {
-    pub fn new(chain: Arc<dyn Chain>, db: Db) -> ProxyRpc {
-        ProxyRpc { chain, db }
+    pub fn new(chain: Arc<dyn Chain>, db: Db, miners: BTreeSet<ActorID>) -> ProxyRpc {
+        ProxyRpc { chain, db, miners }
+    }
+}
+
+/// Epochs a caller may ask about: the chain's arithmetic on them cannot
+/// overflow (a hostile `i64::MIN` would). Negative ones are legitimate: a
+/// lookback from an early head reaches before genesis.
+const MAX_EPOCH: Epoch = 1 << 40;
+
+fn valid_epoch(epoch: Epoch) -> Result<(), ApiError> {
+    if (-MAX_EPOCH..=MAX_EPOCH).contains(&epoch) {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(format!(
+            "epoch {epoch} is out of range (±{MAX_EPOCH})"
+        )))
+    }
+}
+
+/// A poster node proves: window PoSt and recoveries of this manager's
+/// miners are all it may send. Sealing messages stay with the sealer.
+fn poster_message(message: &Message, miners: &BTreeSet<ActorID>) -> Result<(), ApiError> {
+    let miner = match message {
+        Message::SubmitWindowedPoSt { miner, .. }
+        | Message::DeclareFaultsRecovered { miner, .. } => *miner,
+        _ => {
+            return Err(ApiError::Invalid(
+                "a poster node may send only SubmitWindowedPoSt and DeclareFaultsRecovered".into(),
+            ))
+        }
+    };
+    if miners.contains(&miner) {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(format!(
+            "miner {miner} is not a miner of this manager"
+        )))
     }
 }
 
@@ -81,10 +120,12 @@ impl ProxyApiServer for ProxyRpc {
         epoch: Epoch,
         entropy: Vec<u8>,
     ) -> RpcResult<[u8; 32]> {
+        valid_epoch(epoch)?;
         served!(self.chain.randomness(domain, epoch, &entropy))
     }
 
     async fn proxy_push_message(&self, message: Message) -> RpcResult<String> {
+        poster_message(&message, &self.miners)?;
         served!(self.chain.push_message(message))
     }
 
@@ -109,6 +150,7 @@ impl ProxyApiServer for ProxyRpc {
     }
 
     async fn proxy_deadline_info(&self, miner: ActorID, epoch: Epoch) -> RpcResult<DeadlineInfo> {
+        valid_epoch(epoch)?;
         served!(self.chain.deadline_info(miner, epoch))
     }
 
@@ -145,6 +187,12 @@ impl ProxyApiServer for ProxyRpc {
         epoch: Epoch,
         proof: Vec<u8>,
     ) -> RpcResult<BlockRecord> {
+        valid_epoch(epoch)?;
+        if !self.miners.contains(&miner) {
+            return Err(
+                ApiError::Invalid(format!("miner {miner} is not a miner of this manager")).into(),
+            );
+        }
         served!(self.chain.submit_winning_post(miner, epoch, proof))
     }
 
@@ -326,7 +374,16 @@ impl Chain for RemoteChain {
     }
 
     async fn message_status(&self, id: &str) -> damocles_chain::Result<MessageStatus> {
-        remote!(self, self.client.proxy_message_status(id.to_string()))
+        match self.client.proxy_message_status(id.to_string()).await {
+            // The sealing manager's chain answered that it has no such
+            // message: that is an answer (send again), not a failed call.
+            Err(jsonrpsee::core::ClientError::Call(e))
+                if e.message().ends_with("is not known to this chain") =>
+            {
+                Err(ChainError::UnknownMessage(id.to_string()))
+            }
+            other => other.map_err(|e| self.err(e)),
+        }
     }
 
     async fn precommit(
@@ -457,5 +514,36 @@ impl ProxyIndex {
                     self.url
                 )
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poster_node_sends_only_post_messages_of_this_manager_s_miners() {
+        let miners = BTreeSet::from([1000]);
+        let recover = |miner| Message::DeclareFaultsRecovered {
+            miner,
+            recoveries: vec![],
+        };
+        assert!(poster_message(&recover(1000), &miners).is_ok());
+        let e = poster_message(&recover(1001), &miners).unwrap_err();
+        assert!(e.to_string().contains("miner 1001"), "{e}");
+        let seal = Message::ProveCommitSector {
+            miner: 1000,
+            sector_number: 1,
+            proof: vec![],
+        };
+        let e = poster_message(&seal, &miners).unwrap_err();
+        assert!(e.to_string().contains("only SubmitWindowedPoSt"), "{e}");
+    }
+
+    #[test]
+    fn epochs_out_of_range_are_refused() {
+        assert!(valid_epoch(0).is_ok() && valid_epoch(MAX_EPOCH).is_ok());
+        assert!(valid_epoch(-40).is_ok(), "a lookback before genesis");
+        assert!(valid_epoch(Epoch::MIN).is_err() && valid_epoch(MAX_EPOCH + 1).is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests and benchmarks.
 
+pub mod flaky_forwarder;
 pub mod manager;
 pub mod post;
 pub mod s3;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use damocles_api::cli::ManagerCliApiClient;
 use damocles_api::proving::{DeadlineRow, ProvingApiClient};
 use damocles_api::SectorID;
+use damocles_e2e::flaky_forwarder::FlakyForwarder;
 use damocles_e2e::manager::ManagerProcess;
 use damocles_e2e::post::{
     all_logs, cli_json, deadlines, init_post_home, log_lines, metric, wait_until, MINER,
@@ -297,7 +298,10 @@ async fn a_manager_killed_mid_deadline_proves_it_once_after_restart() {
 /// A's chain and sector index over A's RPC and proves from the same store.
 /// A keeps sealing (allocates sectors) meanwhile; the poster node seals
 /// nothing. A poster node that cannot reach its sealing manager, or whose
-/// config's deadline geometry differs from A's chain, fails at start.
+/// config's deadline geometry differs from A's chain, fails at start. When
+/// B cannot read the status of a message it sent (a forwarder fails those
+/// calls for a while), it follows that message and never sends the
+/// deadline's proof twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poster_node_proves_every_deadline_for_a_sealing_manager() {
     use damocles_e2e::manager::{allocate_one, init_home_with, start_fails};
@@ -353,12 +357,14 @@ async fn a_poster_node_proves_every_deadline_for_a_sealing_manager() {
     );
     std::fs::write(home_b.join("sector-manager.cfg"), &cfg_a).unwrap();
 
+    // B reaches A through a forwarder that can fail B's message status calls.
+    let fw = FlakyForwarder::start(a.authority(), "Venus.ProxyMessageStatus").await;
     let b = ManagerProcess::start_with(
         &home_b,
         &[
             "--poster",
             "--proxy",
-            &a.authority(),
+            &fw.addr.to_string(),
             "--proxy-token-file",
             token,
         ],
@@ -445,4 +451,48 @@ async fn a_poster_node_proves_every_deadline_for_a_sealing_manager() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("Method not found"), "{err}");
+
+    // B loses sight of its messages' status (a dropped link) around a send:
+    // it must follow the message it sent, not prove and send again, and the
+    // deadline counts as proven once the status is readable again.
+    let proven_before = deadlines(&b, "proven");
+    let sent_before = log_lines(&home_b, &["window PoSt sent"]).len();
+    fw.fail(true);
+    wait_until(
+        &b,
+        Duration::from_secs(60),
+        "a window PoSt sent while its status cannot be read",
+        || async {
+            (log_lines(&home_b, &["window PoSt sent"]).len() > sent_before && fw.failed() >= 3)
+                .then_some(())
+        },
+    )
+    .await;
+    // Several blocks: the message lands meanwhile, unseen by B.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    fw.fail(false);
+    wait_until(
+        &b,
+        Duration::from_secs(60),
+        "that deadline proven",
+        || async { (deadlines(&b, "proven") > proven_before).then_some(()) },
+    )
+    .await;
+    assert_eq!(deadlines(&b, "missed"), 0.0, "{}", all_logs(&home_b));
+    assert!(
+        log_lines(&home_b, &["message failed"]).is_empty(),
+        "B sent a deadline's proof twice:\n{}",
+        all_logs(&home_b)
+    );
+    assert!(
+        log_lines(&home_a, &["without a window PoSt"]).is_empty(),
+        "{}",
+        all_logs(&home_a)
+    );
+    // The path under test was taken.
+    assert!(
+        !log_lines(&home_b, &["message status not read; following it"]).is_empty(),
+        "B never missed a status:\n{}",
+        all_logs(&home_b)
+    );
 }

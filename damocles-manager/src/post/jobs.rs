@@ -241,7 +241,14 @@ impl Jobs {
             let mut records = Vec::with_capacity(ids.len());
             for id in ids {
                 match get(t, id)? {
-                    Some(r) if r.job.state == JobState::Running => records.push(r),
+                    // A worker whose job timed out and went to another is
+                    // told so, not allowed to take it back.
+                    Some(r)
+                        if r.job.state == JobState::Running
+                            && (r.job.worker_name.is_empty() || r.job.worker_name == worker) =>
+                    {
+                        records.push(r)
+                    }
                     _ => return Err(JobError::NotRunning(id.clone())),
                 }
             }
@@ -270,6 +277,13 @@ impl Jobs {
             let mut r = get(t, id)?.ok_or_else(|| JobError::NotFound(id.to_string()))?;
             if r.job.state == JobState::Finished && r.job.error_reason.is_empty() {
                 return Err(JobError::AlreadySucceeded(id.to_string()));
+            }
+            // A failure from a worker that lost the job (it timed out and
+            // waits or runs again) must not end another try. A proof is
+            // taken whenever it comes: the poster verifies it.
+            if !reason.is_empty() && r.job.state != JobState::Running {
+                warn!(job = %id, state = ?r.job.state, reason, "a failure reported for a job that is not running: ignored");
+                return Ok(());
             }
             let at = now();
             r.job.state = JobState::Finished;
@@ -343,9 +357,10 @@ impl Jobs {
             let (mut died, mut retried) = (0, 0);
             for mut r in all_records(t)? {
                 let j = &mut r.job;
+                let (was_died, was_retried) = (died, retried);
                 if j.state == JobState::Running
                     && j.heartbeat_at > 0
-                    && j.heartbeat_at + timeout < at
+                    && j.heartbeat_at.saturating_add(timeout) < at
                 {
                     warn!(job = %j.id, worker = %j.worker_name, last_heartbeat_secs_ago = at - j.heartbeat_at, "wdpost job heartbeat timeout");
                     j.state = JobState::Finished;
@@ -368,7 +383,10 @@ impl Jobs {
                     j.updated_at = at;
                     retried += 1;
                 }
-                put(t, &r)?;
+                // Only what changed is written: a sweep runs every few seconds.
+                if (died, retried) != (was_died, was_retried) {
+                    put(t, &r)?;
+                }
             }
             Ok((died, retried))
         })
@@ -383,7 +401,8 @@ impl Jobs {
             let old: Vec<String> = all_records(t)?
                 .into_iter()
                 .filter(|r| {
-                    (r.job.state == JobState::Finished && r.job.created_at + lifetime < at)
+                    (r.job.state == JobState::Finished
+                        && r.job.created_at.saturating_add(lifetime) < at)
                         || (r.job.state == JobState::ReadyToRun && r.close < head)
                 })
                 .map(|r| r.job.id)
@@ -646,6 +665,9 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("'nope' is not running"), "{e}");
         q.heartbeat(std::slice::from_ref(&a.id), "w2").unwrap();
+        // Another worker cannot heartbeat it.
+        let e = q.heartbeat(std::slice::from_ref(&a.id), "w1").unwrap_err();
+        assert!(matches!(e, JobError::NotRunning(_)), "{e}");
 
         let out = WindowPoStOutput {
             proofs: vec![damocles_api::encoding::Base64Bytes(vec![1, 2])],
@@ -679,6 +701,10 @@ mod tests {
         assert_eq!(q.sweep(started + 16).unwrap(), (1, 1));
         let again = q.get(&j.id).unwrap().unwrap();
         assert_eq!((again.state, again.try_num), (JobState::ReadyToRun, 1));
+        // The silent worker's late failure does not count a second try.
+        q.finish(&j.id, None, "late").unwrap();
+        let still = q.get(&j.id).unwrap().unwrap();
+        assert_eq!((still.state, still.try_num), (JobState::ReadyToRun, 1));
         // Second try fails for good: tries are used up.
         q.allocate(&spec(None), 1, "w2").unwrap();
         q.finish(&j.id, None, "get access store instance named store-9")

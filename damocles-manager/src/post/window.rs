@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use damocles_chain::{
-    post_seed, ActorID, DeadlineInfo, Epoch, Head, Message, MessageStatus, PartitionState,
-    PoStPartition, PoStProof, RecoveryDeclaration, SectorOnChain, SubmitWindowedPoStParams,
+    post_seed, ActorID, ChainError, DeadlineInfo, Epoch, Head, Message, MessageStatus,
+    PartitionState, PoStPartition, PoStProof, RecoveryDeclaration, SectorOnChain,
+    SubmitWindowedPoStParams,
 };
 use filecoin_proofs_api::{PublicReplicaInfo, RegisteredPoStProof, SectorId};
 use tokio::sync::watch;
@@ -244,7 +245,16 @@ async fn already_sent(p: &Proving, miner: ActorID, dl: DeadlineInfo) -> Result<B
                 done.extend(&sent.partitions);
             }
             Ok(MessageStatus::Executed { exit_code: 0, .. }) => done.extend(&sent.partitions),
-            Ok(MessageStatus::Executed { .. }) | Err(_) => {}
+            Ok(MessageStatus::Executed { .. }) => {}
+            Err(ChainError::UnknownMessage(_)) => {
+                warn!(message = %sent.message, partitions = ?sent.partitions, "a window PoSt sent before a restart is not known to the chain: proven again");
+            }
+            // A status not read is not a refusal: the message may still
+            // land, and a second one could only be refused then.
+            Err(e) => {
+                warn!(message = %sent.message, partitions = ?sent.partitions, error = %e, "status of a sent window PoSt unknown: counted as pending, not sent again");
+                done.extend(&sent.partitions);
+            }
         }
     }
     Ok(done)
@@ -273,8 +283,35 @@ async fn prove_batch(
         if heads.borrow().epoch >= dl.close {
             bail!("partitions {indexes:?}: the deadline closed before a proof was accepted");
         }
-        let attempt =
-            attempt_proof(p, m, dl, batch, info.window_post_proof, &skipped_by_prover).await;
+        let attempt = match attempt_proof(
+            p,
+            m,
+            dl,
+            batch,
+            info.window_post_proof,
+            &skipped_by_prover,
+        )
+        .await
+        {
+            // Faults that name no new sector of this batch would repeat
+            // the same attempt at once: an error, retried with backoff.
+            Ok(Attempt::Faults(faults)) => {
+                let new: Vec<u64> = faults
+                    .iter()
+                    .copied()
+                    .filter(|n| {
+                        !skipped_by_prover.contains(n)
+                            && batch.iter().any(|part| part.all.contains(n))
+                    })
+                    .collect();
+                if new.is_empty() {
+                    Err(anyhow!("the prover reported faulty sectors {faults:?}, none of them a sector still proven in this batch"))
+                } else {
+                    Ok(Attempt::Faults(new))
+                }
+            }
+            other => other,
+        };
         let proven = match attempt {
             Ok(Attempt::Proven(proven)) => proven,
             Ok(Attempt::Faults(faults)) => {
@@ -304,7 +341,21 @@ async fn prove_batch(
             Ok(()) => return Ok(()),
             Err(e) => {
                 failures += 1;
-                warn!(partitions = ?indexes, error = %format!("{e:#}"), "window PoSt message failed; proving again while the deadline is open");
+                // The chain may hold what failed here (a message that landed
+                // while its status could not be read): never prove it twice.
+                let open = heads.borrow().epoch < dl.close;
+                if let (true, Ok(done)) = (open, already_sent(p, miner, dl).await) {
+                    if indexes.iter().all(|i| done.contains(i)) {
+                        info!(partitions = ?indexes, "the partitions are proven or pending on chain: not sent again");
+                        return Ok(());
+                    }
+                }
+                let wait = backoff(failures).min(p.time_left(dl.close));
+                warn!(partitions = ?indexes, error = %format!("{e:#}"), retry_in = ?wait, "window PoSt message failed; proving again while the deadline is open");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = wait_for(&mut heads, Epoch::MAX, dl.close) => {}
+                }
             }
         }
     }
@@ -539,7 +590,7 @@ async fn submit(
     let mut heads2 = heads.clone();
     tokio::spawn(
         async move {
-            if wait_for(&mut heads2, landed + confidence, Epoch::MAX).await {
+            if wait_for(&mut heads2, landed.saturating_add(confidence), Epoch::MAX).await {
                 debug!(message = %id2, confidence, "window PoSt message has its confidence");
             }
         }
@@ -557,19 +608,25 @@ pub async fn follow_message(
     until: Option<Epoch>,
 ) -> Result<Epoch> {
     loop {
-        match p.chain.message_status(id).await? {
-            MessageStatus::Executed {
+        match p.chain.message_status(id).await {
+            Ok(MessageStatus::Executed {
                 epoch,
                 exit_code: 0,
                 ..
-            } => return Ok(epoch),
-            MessageStatus::Executed {
+            }) => return Ok(epoch),
+            Ok(MessageStatus::Executed {
                 exit_code, error, ..
-            } => bail!(
+            }) => bail!(
                 "message {id} failed with exit code {exit_code}: {}",
                 error.unwrap_or_default()
             ),
-            MessageStatus::Pending => {}
+            Ok(MessageStatus::Pending) => {}
+            Err(ChainError::UnknownMessage(_)) => {
+                bail!("message {id} is not known to the chain (lost)")
+            }
+            // A status not read (a dropped link to the sealing manager) says
+            // nothing of the message: it is followed until it lands or `until`.
+            Err(e) => warn!(message = %id, error = %e, "message status not read; following it"),
         }
         if heads.changed().await.is_err() {
             bail!("the chain went away while message {id} was pending");

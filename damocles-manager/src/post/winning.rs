@@ -59,12 +59,16 @@ pub fn spawn(p: Arc<Proving>, miners: Vec<ActorID>) -> JoinHandle<()> {
     })
 }
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 async fn answer(p: Arc<Proving>, c: WinningChallenge, turn: Arc<Mutex<()>>) {
     let (miner, epoch) = (c.miner, c.epoch);
     let _turn = turn.lock().await;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = unix_ms();
     if now_ms >= c.cutoff_unix_ms {
         // Waited behind earlier proofs past the cutoff: a proof now could
         // only be refused, and would delay the next election's.
@@ -119,11 +123,8 @@ async fn prove(p: &Proving, c: &WinningChallenge) -> Result<Vec<u8>> {
         .map(|s| p.checker.locator.replica(s, c.miner).map(|(r, _)| r))
         .collect::<std::result::Result<Vec<_>, String>>()
         .map_err(|e| anyhow!(e))?;
-    let left = std::time::Duration::from_millis(
-        c.cutoff_unix_ms
-            .saturating_sub(crate::db::now_secs() * 1000)
-            .max(1000),
-    );
+    let left =
+        std::time::Duration::from_millis(c.cutoff_unix_ms.saturating_sub(unix_ms()).max(1000));
     let mut task = WinningPoSt {
         miner_id: c.miner,
         proof_type: c.proof_type,

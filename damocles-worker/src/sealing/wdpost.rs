@@ -38,6 +38,16 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
 /// JSON-RPC "method not found".
 const METHOD_NOT_FOUND: i32 = -32601;
 
+/// Stops a task when its owner's turn ends, however it ends (an error, a
+/// panic, a cancelled future): a job's heartbeat must not outlive its turn.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 pub struct WdPostThread {
     pub ctrl: Arc<Ctrl>,
     sealing: Sealing,
@@ -161,7 +171,9 @@ impl WdPostThread {
             "wdpost job allocated"
         );
         self.ctrl.working(Some(job.id.clone()), State::Allocated);
-        let heartbeat = {
+        // Told by a heartbeat that the job is no longer ours.
+        let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<String>();
+        let _heartbeat = AbortOnDrop({
             let (client, id, instance) = (
                 self.client.raw().clone(),
                 job.id.clone(),
@@ -172,16 +184,31 @@ impl WdPostThread {
                 every.tick().await;
                 loop {
                     every.tick().await;
-                    if let Err(e) = client
+                    match client
                         .wdpost_heartbeat_jobs(vec![id.clone()], instance.clone())
                         .await
                     {
-                        warn!(job = %id, error = %e, "wdpost heartbeat failed");
+                        Ok(()) => {}
+                        Err(ClientError::Call(e)) if e.message().contains("is not running") => {
+                            let _ = lost_tx.send(e.message().to_string());
+                            return;
+                        }
+                        Err(e) => warn!(job = %id, error = %e, "wdpost heartbeat failed"),
                     }
                 }
             })
+        });
+        let result = tokio::select! {
+            r = self.prove(&job) => r,
+            Ok(why) = lost_rx => {
+                // The manager timed it out and hands it to another worker:
+                // a report from here could only end that worker's try.
+                warn!(reason = %why, "the manager took this job back (a heartbeat came too late): abandoned, not reported");
+                self.ctrl.error(Some(format!("job taken back by the manager: {why}")));
+                self.ctrl.idle();
+                return Ok(());
+            }
         };
-        let result = self.prove(&job).await;
         self.ctrl.working(Some(job.id.clone()), State::Finished);
         let (output, reason) = match result {
             Ok(out) => {
@@ -216,7 +243,6 @@ impl WdPostThread {
                 Err(e) => break Err(anyhow!("report wdpost job {}: {e}", job.id)),
             }
         };
-        heartbeat.abort();
         self.ctrl.idle();
         reported
     }
@@ -250,7 +276,7 @@ impl WdPostThread {
                         bail!("sector {id}: snap-upgraded sectors are proven from directory stores only, and {} is a plugin store", s.accesses.sealed_file);
                     }
                     if s.accesses.cache_dir != s.accesses.sealed_file {
-                        bail!("sector {id}: a plugin store's sector has its cache in the same store ({} and {} named)", s.accesses.sealed_file, s.accesses.cache_dir);
+                        bail!("sector {id}: its sealed file is in plugin store {}, so its cache must be there too, not in {}", s.accesses.sealed_file, s.accesses.cache_dir);
                     }
                     remote.insert(s.sector_id, Arc::clone(plugin));
                     // Replaced by the fetched copies below.

@@ -73,6 +73,10 @@ fn poster_message(message: &Message, miners: &BTreeSet<ActorID>) -> Result<(), A
             ))
         }
     };
+    own_miner(miner, miners)
+}
+
+fn own_miner(miner: ActorID, miners: &BTreeSet<ActorID>) -> Result<(), ApiError> {
     if miners.contains(&miner) {
         Ok(())
     } else {
@@ -188,11 +192,7 @@ impl ProxyApiServer for ProxyRpc {
         proof: Vec<u8>,
     ) -> RpcResult<BlockRecord> {
         valid_epoch(epoch)?;
-        if !self.miners.contains(&miner) {
-            return Err(
-                ApiError::Invalid(format!("miner {miner} is not a miner of this manager")).into(),
-            );
-        }
+        own_miner(miner, &self.miners)?;
         served!(self.chain.submit_winning_post(miner, epoch, proof))
     }
 
